@@ -1,0 +1,97 @@
+# votingapp.stack: one place for every set-up step and check. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+REPO := $(abspath .)
+VENV ?= $(REPO)/.venv
+BIN := $(VENV)/bin
+BOOT_PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# This checkout, linked where Ansible looks for votingapp.stack (collections bundled with the
+# `ansible` package are found in the venv's site-packages as usual).
+COLLECTIONS_DIR := $(REPO)/.cache/collections
+COLLECTION_LINK := $(COLLECTIONS_DIR)/ansible_collections/votingapp/stack
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_DIR)
+export ANSIBLE_HOME := $(REPO)/.cache/ansible
+export ANSIBLE_FORCE_COLOR ?= 1
+export PY_COLORS ?= 1
+
+MOLECULE_SCENARIOS ?= $(filter-out stack,$(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+SCENARIO ?=
+
+.PHONY: help venv collection-link prereqs images up down test test-quick lint sanity unit molecule \
+        changelog-lint build-check clean
+
+help: ## list the targets
+	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## create the tool venv from the pinned requirements (reused when current)
+$(VENV)/.installed: requirements/dev.in requirements/constraints.txt
+	test -x $(BIN)/python || $(BOOT_PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.in -c requirements/constraints.txt
+	touch $@
+
+collection-link: ## link this checkout as votingapp.stack for ansible
+	mkdir -p $(dir $(COLLECTION_LINK))
+	ln -sfn $(REPO) $(COLLECTION_LINK)
+
+prereqs: ## install Docker and the Debian test packages, start dockerd, build the local base images
+	scripts/prereqs.sh all
+
+images: prereqs app-image ## every image the lab and the scenarios use
+
+up: prereqs venv collection-link app-image ## build and deploy the whole stack locally (the lab) and print the URLs
+	$(MAKE) lab-up
+
+down: venv collection-link ## remove the lab
+	$(MAKE) lab-down
+
+test: prereqs venv collection-link ## everything CI runs
+	$(MAKE) lint
+	$(MAKE) changelog-lint
+	$(MAKE) sanity
+	$(MAKE) unit
+	$(MAKE) test-app
+	$(MAKE) test-aws
+	$(MAKE) build-check
+	$(MAKE) molecule
+	$(MAKE) test-stack
+	@echo "make test: all checks passed"
+
+test-quick: venv collection-link ## lint and unit tests (the inner loop, no containers)
+	$(MAKE) lint
+	$(MAKE) unit
+	$(MAKE) test-app-quick
+
+lint: venv collection-link ## yamllint, ansible-lint (production profile), ruff
+	yamllint --strict .
+	ruff check .
+	ruff format --check .
+	ansible-lint --strict
+
+changelog-lint: venv
+	antsibull-changelog lint
+
+sanity: venv ## ansible-test sanity on a temporary ansible_collections/votingapp/stack checkout
+	scripts/sanity.sh
+
+unit: venv collection-link ## pytest: plugins and module_utils unit tests
+	python -m pytest -q tests/unit
+
+molecule: prereqs venv collection-link app-image ## all Molecule scenarios (SCENARIO=name for one)
+	@for s in $(or $(SCENARIO),$(MOLECULE_SCENARIOS)); do \
+	  echo "== molecule test -s $$s"; \
+	  molecule test -s $$s || exit 1; \
+	done
+
+build-check: venv ## build the collection tarball, install it offline into an empty path, run a role from it
+	scripts/build_check.sh
+
+clean: ## remove the lab, venv, caches and build output (base images stay; `docker image prune` drops them)
+	-$(MAKE) lab-down
+	rm -rf $(VENV) .cache tests/output .pytest_cache .ruff_cache votingapp-stack-*.tar.gz
+
+-include mk/*.mk

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Container prerequisites for the harness and the lab, idempotent:
+#   1. Debian packages the tests need (Docker engine, debootstrap, Redis, PostgreSQL, nginx, Chromium)
+#   2. a running dockerd
+#   3. the local base images (no registry is reachable), rebuilt only when their recipe changes
+# Usage: scripts/prereqs.sh [packages|docker|images|all]   (default: all)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+APT_PACKAGES=(docker.io iptables debootstrap redis-server postgresql nginx-light chromium curl)
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DEBIAN_SUITE=bookworm
+
+log() { printf '\033[1;34m[prereqs]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[prereqs] ERROR:\033[0m %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+ensure_packages() {
+  local missing=() pkg
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && { log "Debian packages present"; return; }
+  is_root || die "missing Debian packages: ${missing[*]}. Run as root, or install them: sudo apt-get install -y ${missing[*]}"
+  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get: this harness supports Debian/Ubuntu machines"
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_dockerd() {
+  if docker info >/dev/null 2>&1; then log "dockerd answers"; return; fi
+  command -v dockerd >/dev/null || die "no dockerd binary: run 'scripts/prereqs.sh packages' as root (installs docker.io)"
+  is_root || die "dockerd is not running and starting it needs root: run 'sudo scripts/prereqs.sh docker', or start Docker and add yourself to the docker group"
+  log "starting dockerd (log: /var/log/dockerd.log)"
+  # setsid: the daemon must outlive this shell and the make process that started it.
+  setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+  local i
+  for i in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && { log "dockerd up after ${i}s"; return; }
+    sleep 1
+  done
+  tail -20 /var/log/dockerd.log >&2 || true
+  die "dockerd did not answer within 60 s (see /var/log/dockerd.log above)"
+}
+
+# Content hash of an image's recipe plus the CA bundle it bakes in: the cache key.
+recipe_hash() {
+  cat "$@" /etc/ssl/certs/ca-certificates.crt "$here/prereqs.sh" 2>/dev/null | sha256sum | cut -c1-16
+}
+
+image_current() {  # image hash
+  [ "$(docker image inspect -f '{{ index .Config.Labels "votingapp.recipe" }}' "$1" 2>/dev/null)" = "$2" ]
+}
+
+build_base() {
+  local name=votingapp-base:bookworm hash
+  hash=$(recipe_hash "$repo/images/base/Dockerfile")
+  if image_current "$name" "$hash"; then log "$name is current"; return; fi
+  is_root || die "building $name uses debootstrap, which needs root"
+  local rootfs
+  rootfs=$(mktemp -d /tmp/votingapp-rootfs.XXXXXX)
+  log "debootstrap $DEBIAN_SUITE minbase into $rootfs (about 40 s)"
+  debootstrap --variant=minbase --include=ca-certificates "$DEBIAN_SUITE" "$rootfs" "$DEBIAN_MIRROR" >/tmp/votingapp-debootstrap.log 2>&1 \
+    || { tail -20 /tmp/votingapp-debootstrap.log >&2; die "debootstrap failed (log above): is $DEBIAN_MIRROR reachable?"; }
+  # Trust the same extra CAs as this machine, so pip inside containers can reach PyPI.
+  if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+    chroot "$rootfs" update-ca-certificates >/dev/null
+  fi
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import -c 'CMD ["/bin/bash"]' - votingapp-rootfs:bookworm >/dev/null
+  rm -rf "$rootfs"
+  DOCKER_BUILDKIT=0 docker build -q --label "votingapp.recipe=$hash" -t "$name" "$repo/images/base" >/dev/null
+  log "built $name"
+}
+
+build_from_dockerfile() {  # name dir
+  local name=$1 dir=$2 hash
+  hash=$(recipe_hash "$dir/Dockerfile" "$repo/images/base/Dockerfile")
+  if image_current "$name" "$hash"; then log "$name is current"; return; fi
+  log "building $name"
+  DOCKER_BUILDKIT=0 docker build -q --label "votingapp.recipe=$hash" -t "$name" "$dir" >/dev/null
+  log "built $name"
+}
+
+ensure_images() {
+  build_base
+  build_from_dockerfile votingapp-host:bookworm "$repo/images/host"
+  build_from_dockerfile votingapp-host-docker:bookworm "$repo/images/host-docker"
+  build_from_dockerfile votingapp-python:bookworm "$repo/images/python"
+  build_from_dockerfile votingapp-redis:7 "$repo/images/redis"
+}
+
+case "${1:-all}" in
+  packages) ensure_packages ;;
+  docker) ensure_packages; ensure_dockerd ;;
+  images) ensure_dockerd; ensure_images ;;
+  all) ensure_packages; ensure_dockerd; ensure_images ;;
+  *) die "unknown step '$1': use packages, docker, images or all" ;;
+esac

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# ansible-test needs the collection at .../ansible_collections/<namespace>/<name>: link the
+# checkout there in a temporary directory and run sanity against the tracked and new files.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+tmp=$(mktemp -d /tmp/votingapp-sanity.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/ansible_collections/votingapp"
+# A copy, not a symlink: ansible-test resolves symlinks and would land back outside the layout.
+# Only files git knows (tracked or new, not ignored) are copied, so venvs and lab state stay out.
+(cd "$repo" && git ls-files -co --exclude-standard -z) \
+  | (cd "$repo" && xargs -0 cp --parents -t "$tmp/ansible_collections/votingapp/" 2>/dev/null || true)
+mv "$tmp/ansible_collections/votingapp" "$tmp/ansible_collections/stack.tmp"
+mkdir -p "$tmp/ansible_collections/votingapp"
+mv "$tmp/ansible_collections/stack.tmp" "$tmp/ansible_collections/votingapp/stack"
+cd "$tmp/ansible_collections/votingapp/stack"
+# ansible-test uses git to list the collection's files when it is a repository.
+git init -q && git add -A >/dev/null
+ansible-test sanity --python "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+  --exclude app_src/ --exclude molecule/ --exclude images/ --exclude scripts/ "$@"
