@@ -1,0 +1,471 @@
+# -*- coding: utf-8 -*-
+# Copyright: votingapp.stack contributors
+# Apache License 2.0 (see LICENSE)
+"""Pure functions behind votingapp.stack.alb_listener_rules: no AWS calls, unit-tested directly.
+
+Rules are compared in a canonical form (snake_case, sorted values, AWS defaults filled in) so
+that the answer of DescribeRules, which moto and AWS shape differently (legacy ``Values`` versus
+``PathPatternConfig``, ``TargetGroupArn`` versus ``ForwardConfig``), compares equal to what
+the user asked for.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+
+MIN_PRIORITY = 1
+MAX_PRIORITY = 50000
+NAME_TAG = "Name"
+
+# field name in the module <-> ELBv2 condition field and its *Config key
+CONDITION_FIELDS = {
+    "path_pattern": ("path-pattern", "PathPatternConfig"),
+    "host_header": ("host-header", "HostHeaderConfig"),
+    "http_request_method": ("http-request-method", "HttpRequestMethodConfig"),
+    "source_ip": ("source-ip", "SourceIpConfig"),
+    "http_header": ("http-header", "HttpHeaderConfig"),
+    "query_string": ("query-string", "QueryStringConfig"),
+}
+_FIELD_TO_OPTION = {v[0]: k for k, v in CONDITION_FIELDS.items()}
+
+REDIRECT_DEFAULTS = {
+    "protocol": "#{protocol}",
+    "host": "#{host}",
+    "port": "#{port}",
+    "path": "/#{path}",
+    "query": "#{query}",
+}
+
+
+class RuleError(Exception):
+    """Bad input, reported to the user as is."""
+
+
+# --- canonical form ---------------------------------------------------------------------------
+
+
+def canonical_conditions(conditions):
+    """Module-style conditions dict -> canonical dict (only set fields, sorted values)."""
+    result = {}
+    for option in CONDITION_FIELDS:
+        value = (conditions or {}).get(option)
+        if value is None:
+            continue
+        if option == "http_header":
+            headers = [{"name": h["name"], "values": sorted(h["values"])} for h in value]
+            result[option] = sorted(headers, key=lambda h: (h["name"].lower(), h["values"]))
+        elif option == "query_string":
+            pairs = [{"key": q.get("key"), "value": q["value"]} for q in value]
+            result[option] = sorted(pairs, key=lambda q: (q["key"] or "", q["value"]))
+        else:
+            result[option] = sorted(value)
+    return result
+
+
+def conditions_from_api(api_conditions):
+    """ELBv2 Conditions list -> canonical dict."""
+    raw = {}
+    for cond in api_conditions or []:
+        field = cond["Field"]
+        option = _FIELD_TO_OPTION.get(field)
+        if option is None:
+            raise RuleError("unsupported condition field %r in an existing rule" % field)
+        config = cond.get(CONDITION_FIELDS[option][1]) or {}
+        if option == "http_header":
+            raw.setdefault(option, []).append(
+                {"name": config.get("HttpHeaderName"), "values": list(config.get("Values") or [])}
+            )
+        elif option == "query_string":
+            for pair in config.get("Values") or []:
+                raw.setdefault(option, []).append({"key": pair.get("Key"), "value": pair.get("Value")})
+        else:
+            values = config.get("Values") or cond.get("Values") or []
+            raw.setdefault(option, []).extend(values)
+    return canonical_conditions(raw)
+
+
+def conditions_to_api(canonical):
+    """Canonical conditions -> ELBv2 Conditions list (one entry per header/query-string group)."""
+    result = []
+    for option, (field, config_key) in CONDITION_FIELDS.items():
+        if option not in canonical:
+            continue
+        value = canonical[option]
+        if option == "http_header":
+            for header in value:
+                config = {"HttpHeaderName": header["name"], "Values": header["values"]}
+                result.append({"Field": field, config_key: config})
+        elif option == "query_string":
+            pairs = []
+            for pair in value:
+                item = {"Value": pair["value"]}
+                if pair.get("key") is not None:
+                    item["Key"] = pair["key"]
+                pairs.append(item)
+            result.append({"Field": field, config_key: {"Values": pairs}})
+        else:
+            result.append({"Field": field, config_key: {"Values": list(value)}})
+    return result
+
+
+def canonical_action(action, tg_arn_of=None):
+    """Module-style action (one of target_group/forward/redirect/fixed_response) -> canonical.
+
+    ``tg_arn_of`` maps a target group name or ARN to its ARN; it raises RuleError for unknown ones.
+    """
+    resolve = tg_arn_of or (lambda ref: ref)
+    if action.get("target_group"):
+        return {
+            "type": "forward",
+            "target_groups": [{"arn": resolve(action["target_group"]), "weight": 1}],
+            "stickiness": {"enabled": False, "duration": None},
+        }
+    if action.get("forward"):
+        fwd = action["forward"]
+        groups = []
+        for tg in fwd.get("target_groups") or []:
+            ref = tg.get("arn") or tg.get("name")
+            if not ref:
+                raise RuleError("forward.target_groups entries need a name or an arn")
+            groups.append({"arn": resolve(ref), "weight": 1 if tg.get("weight") is None else tg["weight"]})
+        if not groups:
+            raise RuleError("forward needs at least one entry in target_groups")
+        duration = fwd.get("stickiness_duration")
+        return {
+            "type": "forward",
+            "target_groups": sorted(groups, key=lambda g: g["arn"]),
+            "stickiness": {"enabled": bool(duration), "duration": duration or None},
+        }
+    if action.get("redirect"):
+        red = action["redirect"]
+        result = {"type": "redirect", "status_code": red["status_code"]}
+        for key, default in REDIRECT_DEFAULTS.items():
+            result[key] = red.get(key) if red.get(key) is not None else default
+        return result
+    if action.get("fixed_response"):
+        fix = action["fixed_response"]
+        return {
+            "type": "fixed_response",
+            "status_code": str(fix["status_code"]),
+            "content_type": fix.get("content_type") or None,
+            "message_body": fix.get("message_body") or "",
+        }
+    raise RuleError("a rule needs one of target_group, forward, redirect or fixed_response")
+
+
+def action_from_api(api_actions):
+    """ELBv2 Actions list -> canonical action (the terminal action; rules here have one)."""
+    actions = [a for a in api_actions or [] if a["Type"] in ("forward", "redirect", "fixed-response")]
+    if len(actions) != 1:
+        return {"type": "unsupported", "raw": api_actions}
+    api = actions[0]
+    if api["Type"] == "forward":
+        fwd = api.get("ForwardConfig") or {}
+        groups = [
+            {"arn": tg["TargetGroupArn"], "weight": 1 if tg.get("Weight") is None else tg["Weight"]}
+            for tg in fwd.get("TargetGroups") or []
+        ]
+        if not groups and api.get("TargetGroupArn"):
+            groups = [{"arn": api["TargetGroupArn"], "weight": 1}]
+        sticky = fwd.get("TargetGroupStickinessConfig") or {}
+        enabled = bool(sticky.get("Enabled"))
+        return {
+            "type": "forward",
+            "target_groups": sorted(groups, key=lambda g: g["arn"]),
+            "stickiness": {"enabled": enabled, "duration": sticky.get("DurationSeconds") if enabled else None},
+        }
+    if api["Type"] == "redirect":
+        cfg = api.get("RedirectConfig") or {}
+        result = {"type": "redirect", "status_code": cfg.get("StatusCode")}
+        for key, default in REDIRECT_DEFAULTS.items():
+            result[key] = cfg.get(key.capitalize()) or default
+        return result
+    cfg = api.get("FixedResponseConfig") or {}
+    return {
+        "type": "fixed_response",
+        "status_code": str(cfg.get("StatusCode")),
+        "content_type": cfg.get("ContentType") or None,
+        "message_body": cfg.get("MessageBody") or "",
+    }
+
+
+def action_to_api(action):
+    """Canonical action -> ELBv2 Actions list."""
+    if action["type"] == "forward":
+        config = {
+            "TargetGroups": [{"TargetGroupArn": g["arn"], "Weight": g["weight"]} for g in action["target_groups"]]
+        }
+        sticky = action.get("stickiness") or {}
+        if sticky.get("enabled"):
+            config["TargetGroupStickinessConfig"] = {"Enabled": True, "DurationSeconds": sticky["duration"]}
+        else:
+            config["TargetGroupStickinessConfig"] = {"Enabled": False}
+        return [{"Type": "forward", "Order": 1, "ForwardConfig": config}]
+    if action["type"] == "redirect":
+        config = {"StatusCode": action["status_code"]}
+        for key in REDIRECT_DEFAULTS:
+            config[key.capitalize()] = action[key]
+        return [{"Type": "redirect", "Order": 1, "RedirectConfig": config}]
+    if action["type"] == "fixed_response":
+        config = {"StatusCode": action["status_code"]}
+        if action.get("content_type"):
+            config["ContentType"] = action["content_type"]
+        if action.get("message_body"):
+            config["MessageBody"] = action["message_body"]
+        return [{"Type": "fixed-response", "Order": 1, "FixedResponseConfig": config}]
+    raise RuleError("cannot write an action of type %r" % action["type"])
+
+
+def rule_from_api(api_rule, tags=None):
+    """DescribeRules entry (+ its tags dict) -> canonical rule."""
+    return {
+        "arn": api_rule["RuleArn"],
+        "priority": int(api_rule["Priority"]),
+        "name": (tags or {}).get(NAME_TAG),
+        "conditions": conditions_from_api(api_rule.get("Conditions")),
+        "action": action_from_api(api_rule.get("Actions")),
+    }
+
+
+def desired_rule(rule, tg_arn_of=None, need_action=True):
+    """One entry of the module's ``rules`` option -> canonical rule (arn None, priority maybe None)."""
+    conditions = canonical_conditions(rule.get("conditions"))
+    if not conditions and not rule.get("name"):
+        raise RuleError("a rule needs conditions (or, with state=absent, a name)")
+    action = None
+    if need_action:
+        if not conditions:
+            raise RuleError("rule %r needs conditions" % rule.get("name"))
+        action = canonical_action(rule, tg_arn_of)
+    return {
+        "arn": None,
+        "priority": rule.get("priority"),
+        "name": rule.get("name"),
+        "conditions": conditions,
+        "action": action,
+    }
+
+
+def sort_rules(rules):
+    return sorted(rules, key=lambda r: (r["priority"] is None, r["priority"] or 0, r.get("arn") or ""))
+
+
+def describe_rule(rule):
+    """Short human label used in messages: the name tag, else the conditions."""
+    if rule.get("name"):
+        return "rule %r" % rule["name"]
+    parts = []
+    for option, value in rule["conditions"].items():
+        parts.append("%s=%s" % (option, value))
+    return "rule [%s]" % ", ".join(parts)
+
+
+# --- validation and matching ------------------------------------------------------------------
+
+
+def validate_desired(desired):
+    """Fail early on input that cannot be applied without guessing."""
+    seen_priorities = {}
+    seen_names = {}
+    seen_conditions = []
+    for rule in desired:
+        prio = rule["priority"]
+        if prio is not None:
+            if not MIN_PRIORITY <= prio <= MAX_PRIORITY:
+                raise RuleError(
+                    "%s: priority %d is out of range %d-%d" % (describe_rule(rule), prio, MIN_PRIORITY, MAX_PRIORITY)
+                )
+            if prio in seen_priorities:
+                raise RuleError(
+                    "overlapping rule priorities: %s and %s both ask for priority %d; give each rule its own priority"
+                    % (describe_rule(seen_priorities[prio]), describe_rule(rule), prio)
+                )
+            seen_priorities[prio] = rule
+        if rule["name"]:
+            if rule["name"] in seen_names:
+                raise RuleError("two rules are named %r; names identify rules and must be unique" % rule["name"])
+            seen_names[rule["name"]] = rule
+        if rule["conditions"]:
+            if rule["conditions"] in seen_conditions:
+                raise RuleError(
+                    "%s is listed twice with the same conditions; AWS would only ever use the first"
+                    % describe_rule(rule)
+                )
+            seen_conditions.append(rule["conditions"])
+
+
+def match_rules(existing, desired):
+    """Pair each desired rule with an existing one: by name tag first, else by identical conditions.
+
+    Returns a list of (desired, existing_or_None) in desired order. Matching by content (not by
+    priority) is what keeps inserting a rule from rewriting its neighbours.
+    """
+    claimed = set()
+    pairs = []
+    by_name = {r["name"]: r for r in existing if r["name"]}
+    for want in desired:
+        found = None
+        if want["name"] and want["name"] in by_name and by_name[want["name"]]["arn"] not in claimed:
+            found = by_name[want["name"]]
+        elif want["conditions"]:
+            for have in existing:
+                if have["arn"] in claimed or have["conditions"] != want["conditions"]:
+                    continue
+                # A rule tagged with another name belongs to someone else's entry.
+                if have["name"] and want["name"] and have["name"] != want["name"]:
+                    continue
+                if have["name"] and not want["name"] and have["name"] in [d["name"] for d in desired]:
+                    continue
+                found = have
+                break
+        if found is not None:
+            claimed.add(found["arn"])
+        pairs.append((want, found))
+    return pairs
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def plan_rules(existing, desired, purge=False, state="present"):
+    """Compute what to do. Pure: returns a dict of operations and the predicted final rule list.
+
+    Keys: ``create`` (canonical rules with final priority), ``modify`` (arn, rule), ``tag`` (arn,
+    name), ``delete`` (rules), ``moves`` (arn -> final priority), ``after`` (sorted rules).
+    """
+    validate_desired(desired)
+    pairs = match_rules(existing, desired)
+    matched_arns = {have["arn"] for _want, have in pairs if have is not None}
+    plan = {"create": [], "modify": [], "tag": [], "delete": [], "moves": {}, "after": []}
+
+    if state == "absent":
+        plan["delete"] = sort_rules([have for _want, have in pairs if have is not None])
+        gone = {r["arn"] for r in plan["delete"]}
+        plan["after"] = sort_rules([copy.deepcopy(r) for r in existing if r["arn"] not in gone])
+        return plan
+
+    unmanaged = [r for r in existing if r["arn"] not in matched_arns]
+    if purge:
+        plan["delete"] = sort_rules(unmanaged)
+        kept_unmanaged = []
+    else:
+        kept_unmanaged = unmanaged
+
+    # Priorities that are not ours to take: rules we keep but do not manage.
+    foreign = {r["priority"]: r for r in kept_unmanaged}
+    # Final priorities: explicit ones first, then the current priority of matched rules.
+    final = {}
+    taken = {}
+    for index, (want, _have) in enumerate(pairs):
+        if want["priority"] is not None:
+            if want["priority"] in foreign:
+                raise RuleError(
+                    "overlapping rule priorities: %s asks for priority %d, which %s (not managed by this task) holds;"
+                    " choose another priority or set purge=true"
+                    % (describe_rule(want), want["priority"], describe_rule(foreign[want["priority"]]))
+                )
+            final[index] = want["priority"]
+            taken[want["priority"]] = want
+    for index, (want, have) in enumerate(pairs):
+        if index in final or have is None:
+            continue
+        if have["priority"] in taken:
+            raise RuleError(
+                "overlapping rule priorities: %s asks for priority %d, which %s already holds;"
+                " give %s an explicit priority"
+                % (describe_rule(taken[have["priority"]]), have["priority"], describe_rule(have), describe_rule(want))
+            )
+        final[index] = have["priority"]
+        taken[have["priority"]] = want
+    occupied = set(taken) | set(foreign)
+    floor = 0
+    for index, (want, _have) in enumerate(pairs):
+        if index in final:
+            floor = max(floor, final[index])
+            continue
+        candidate = floor + 1
+        while candidate in occupied:
+            candidate += 1
+        if candidate > MAX_PRIORITY:
+            raise RuleError("no free priority left for %s" % describe_rule(want))
+        final[index] = candidate
+        occupied.add(candidate)
+        floor = candidate
+
+    after = [copy.deepcopy(r) for r in kept_unmanaged]
+    for index, (want, have) in enumerate(pairs):
+        target = dict(want, priority=final[index])
+        if have is None:
+            plan["create"].append(target)
+            after.append(target)
+            continue
+        result = dict(target, arn=have["arn"], name=want["name"] or have["name"])
+        if want["conditions"] != have["conditions"] or want["action"] != have["action"]:
+            plan["modify"].append((have["arn"], result))
+        if want["name"] and want["name"] != have["name"]:
+            plan["tag"].append((have["arn"], want["name"]))
+        if final[index] != have["priority"]:
+            plan["moves"][have["arn"]] = final[index]
+        after.append(result)
+    plan["after"] = sort_rules(after)
+    return plan
+
+
+def plan_changed(plan):
+    return bool(plan["create"] or plan["modify"] or plan["tag"] or plan["delete"] or plan["moves"])
+
+
+def temporary_priority(occupied):
+    """Highest free priority: parks a rule while the one it replaces still holds its place."""
+    for candidate in range(MAX_PRIORITY, MIN_PRIORITY - 1, -1):
+        if candidate not in occupied:
+            return candidate
+    raise RuleError("no free priority left on the listener")
+
+
+def order_moves(current, moves):
+    """Split priority moves into SetRulePriorities batches that never put two rules on one priority.
+
+    ``current``: arn -> priority of every rule on the listener now; ``moves``: arn -> target.
+    A swap (or longer cycle) parks one rule on a temporary free priority first, because AWS
+    and moto both reject a batch whose targets are held when it starts.
+    Returns a list of batches, each a list of (arn, priority).
+    """
+    current = dict(current)
+    pending = {arn: prio for arn, prio in moves.items() if current.get(arn) != prio}
+    targets = list(pending.values())
+    if len(set(targets)) != len(targets):
+        raise RuleError("two rules would move to the same priority")
+    batches = []
+    while pending:
+        held = set(current.values())
+        batch = [(arn, prio) for arn, prio in sorted(pending.items(), key=lambda i: i[1]) if prio not in held]
+        if not batch:
+            arn = sorted(pending)[0]
+            park = temporary_priority(held | set(pending.values()))
+            batch = [(arn, park)]
+            current[arn] = park
+            batches.append(batch)
+            continue
+        for arn, prio in batch:
+            current[arn] = prio
+            del pending[arn]
+        batches.append(batch)
+    return batches
+
+
+# --- presentation -----------------------------------------------------------------------------
+
+
+def rule_for_output(rule):
+    """Canonical rule -> what the module returns (and shows in the diff)."""
+    out = {
+        "rule_arn": rule.get("arn"),
+        "priority": rule["priority"],
+        "name": rule.get("name"),
+        "conditions": copy.deepcopy(rule["conditions"]),
+        "action": copy.deepcopy(rule["action"]),
+    }
+    return out

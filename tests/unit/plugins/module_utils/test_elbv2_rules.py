@@ -1,0 +1,315 @@
+"""Rule diffing of alb_listener_rules: pure functions, fed with DescribeRules shapes that AWS and
+moto really return (legacy ``Values``, ``*Config`` blocks, forward with and without ForwardConfig)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+
+PATH = Path(__file__).resolve().parents[4] / "plugins" / "module_utils" / "_elbv2_rules.py"
+spec = importlib.util.spec_from_file_location("_elbv2_rules", PATH)
+rules = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rules)
+
+TG_VOTE = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/vote/1"
+TG_RESULT = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/result/2"
+TGS = {"vote": TG_VOTE, "result": TG_RESULT, TG_VOTE: TG_VOTE, TG_RESULT: TG_RESULT}
+
+
+def resolve(ref):
+    if ref not in TGS:
+        raise rules.RuleError(f"unknown target group {ref!r}")
+    return TGS[ref]
+
+
+def api_rule(arn, priority, path, tg=TG_VOTE, legacy=True):
+    cond = (
+        {"Field": "path-pattern", "Values": [path]}
+        if legacy
+        else {
+            "Field": "path-pattern",
+            "PathPatternConfig": {"Values": [path]},
+        }
+    )
+    action = (
+        {"Type": "forward", "TargetGroupArn": tg}
+        if legacy
+        else {
+            "Type": "forward",
+            "TargetGroupArn": tg,
+            "ForwardConfig": {
+                "TargetGroups": [{"TargetGroupArn": tg, "Weight": 1}],
+                "TargetGroupStickinessConfig": {"Enabled": False},
+            },
+        }
+    )
+    return {"RuleArn": arn, "Priority": str(priority), "Conditions": [cond], "Actions": [action], "IsDefault": False}
+
+
+def existing(*specs):
+    """specs: (arn, priority, path[, name[, tg]])"""
+    out = []
+    for s in specs:
+        arn, prio, path = s[:3]
+        name = s[3] if len(s) > 3 else None
+        tg = s[4] if len(s) > 4 else TG_VOTE
+        out.append(rules.rule_from_api(api_rule(arn, prio, path, tg), {"Name": name} if name else {}))
+    return out
+
+
+def want(path, tg="vote", name=None, priority=None, **extra):
+    rule = {"conditions": {"path_pattern": [path]}, "target_group": tg, "name": name, "priority": priority}
+    rule.update(extra)
+    return rules.desired_rule(rule, resolve)
+
+
+# --- canonical form ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_api_shapes_compare_equal_to_the_request(legacy):
+    have = rules.rule_from_api(api_rule("a", 3, "/vote*", legacy=legacy))
+    wanted = want("/vote*")
+    assert have["conditions"] == wanted["conditions"]
+    assert have["action"] == wanted["action"]
+    assert have["priority"] == 3
+
+
+def test_every_condition_type_round_trips_through_the_api_form():
+    conditions = {
+        "path_pattern": ["/b", "/a"],
+        "host_header": ["x.example"],
+        "http_request_method": ["POST", "GET"],
+        "source_ip": ["10.0.0.0/8"],
+        "http_header": [{"name": "X-B", "values": ["2"]}, {"name": "X-A", "values": ["1", "0"]}],
+        "query_string": [{"key": "k", "value": "v"}, {"key": None, "value": "bare"}],
+    }
+    canonical = rules.canonical_conditions(conditions)
+    assert canonical["path_pattern"] == ["/a", "/b"]
+    assert [h["name"] for h in canonical["http_header"]] == ["X-A", "X-B"]
+    api = rules.conditions_to_api(canonical)
+    assert sum(1 for c in api if c["Field"] == "http-header") == 2
+    qs = next(c for c in api if c["Field"] == "query-string")["QueryStringConfig"]["Values"]
+    assert {"Value": "bare"} in qs
+    assert rules.conditions_from_api(api) == canonical
+
+
+def test_redirect_defaults_fill_in_what_moto_omits_and_aws_adds():
+    wanted = rules.canonical_action({"redirect": {"status_code": "HTTP_301", "protocol": "HTTPS"}})
+    moto_shape = rules.action_from_api(
+        [{"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "StatusCode": "HTTP_301"}}]
+    )
+    aws_shape = rules.action_from_api(
+        [
+            {
+                "Type": "redirect",
+                "RedirectConfig": {
+                    "Protocol": "HTTPS",
+                    "Port": "#{port}",
+                    "Host": "#{host}",
+                    "Path": "/#{path}",
+                    "Query": "#{query}",
+                    "StatusCode": "HTTP_301",
+                },
+            }
+        ]
+    )
+    assert wanted == moto_shape == aws_shape
+    assert rules.action_from_api(rules.action_to_api(wanted)) == wanted
+
+
+def test_fixed_response_and_weighted_forward_round_trip():
+    fixed = rules.canonical_action({"fixed_response": {"status_code": "404", "content_type": "text/plain"}})
+    assert rules.action_from_api(rules.action_to_api(fixed)) == fixed
+    weighted = rules.canonical_action(
+        {
+            "forward": {
+                "target_groups": [{"name": "vote", "weight": 9}, {"arn": TG_RESULT, "weight": 1}],
+                "stickiness_duration": 300,
+            }
+        },
+        resolve,
+    )
+    back = rules.action_from_api(rules.action_to_api(weighted))
+    assert back == weighted
+    assert back["stickiness"] == {"enabled": True, "duration": 300}
+
+
+def test_changed_weight_is_a_difference():
+    a = rules.canonical_action({"forward": {"target_groups": [{"name": "vote", "weight": 1}]}}, resolve)
+    b = rules.canonical_action({"forward": {"target_groups": [{"name": "vote", "weight": 2}]}}, resolve)
+    assert a != b
+
+
+def test_unknown_target_group_is_named():
+    with pytest.raises(rules.RuleError, match="unknown target group 'nope'"):
+        want("/x", tg="nope")
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def test_inserting_a_rule_leaves_its_neighbours_alone():
+    have = existing(("a", 1, "/vote*"), ("b", 2, "/result*", None, TG_RESULT))
+    desired = [want("/admin*"), want("/vote*"), want("/result*", tg="result")]
+    plan = rules.plan_rules(have, desired)
+    assert plan["modify"] == [] and plan["delete"] == [] and plan["moves"] == {}
+    assert [(r["conditions"]["path_pattern"], r["priority"]) for r in plan["create"]] == [(["/admin*"], 3)]
+
+
+def test_new_rule_goes_above_the_rules_listed_before_it():
+    have = existing(("a", 10, "/vote*"), ("b", 20, "/result*", None, TG_RESULT))
+    plan = rules.plan_rules(have, [want("/vote*"), want("/v2*"), want("/result*", tg="result")])
+    assert plan["create"][0]["priority"] == 11
+
+
+def test_rerunning_on_the_result_is_a_no_op():
+    have = existing(("a", 1, "/vote*"))
+    desired = [want("/admin*", priority=5), want("/vote*"), want("/result*", tg="result", name="result")]
+    plan = rules.plan_rules(have, desired)
+    assert rules.plan_changed(plan)
+    after = [dict(r, arn=r["arn"] or f"new-{i}") for i, r in enumerate(plan["after"])]
+    again = rules.plan_rules(after, desired)
+    assert not rules.plan_changed(again)
+
+
+def test_name_tag_lets_conditions_change_in_place():
+    have = existing(("a", 4, "/vote*", "vote"))
+    plan = rules.plan_rules(have, [want("/ballot*", name="vote")])
+    assert plan["create"] == [] and plan["delete"] == []
+    assert [arn for arn, _ in plan["modify"]] == ["a"]
+    assert plan["after"][0]["priority"] == 4
+
+
+def test_content_match_adopts_an_untagged_rule_and_tags_it():
+    have = existing(("a", 4, "/vote*"))
+    plan = rules.plan_rules(have, [want("/vote*", name="vote")])
+    assert plan["tag"] == [("a", "vote")] and plan["modify"] == [] and plan["create"] == []
+
+
+def test_action_change_is_modified_in_place():
+    have = existing(("a", 1, "/vote*"))
+    plan = rules.plan_rules(have, [want("/vote*", tg="result")])
+    assert [arn for arn, _ in plan["modify"]] == ["a"]
+    assert plan["create"] == [] and plan["delete"] == []
+
+
+def test_purge_false_keeps_unmanaged_rules_and_purge_true_removes_them():
+    have = existing(("a", 1, "/vote*"), ("x", 7, "/legacy*"))
+    kept = rules.plan_rules(have, [want("/vote*")])
+    assert kept["delete"] == [] and [r["arn"] for r in kept["after"]] == ["a", "x"]
+    purged = rules.plan_rules(have, [want("/vote*")], purge=True)
+    assert [r["arn"] for r in purged["delete"]] == ["x"]
+
+
+def test_state_absent_deletes_only_the_listed_rules():
+    have = existing(("a", 1, "/vote*", "vote"), ("b", 2, "/result*"))
+    plan = rules.plan_rules(have, [rules.desired_rule({"name": "vote"}, need_action=False)], state="absent")
+    assert [r["arn"] for r in plan["delete"]] == ["a"]
+    assert [r["arn"] for r in plan["after"]] == ["b"]
+    missing = rules.plan_rules(have, [rules.desired_rule({"name": "gone"}, need_action=False)], state="absent")
+    assert not rules.plan_changed(missing)
+
+
+def test_overlapping_explicit_priorities_fail_naming_both_rules():
+    with pytest.raises(
+        rules.RuleError, match=r"overlapping rule priorities: rule 'a' and rule 'b' both ask for priority 3"
+    ):
+        rules.plan_rules([], [want("/a", name="a", priority=3), want("/b", name="b", priority=3)])
+
+
+def test_priority_held_by_an_unmanaged_rule_fails_unless_purged():
+    have = existing(("x", 3, "/legacy*"))
+    with pytest.raises(rules.RuleError, match=r"priority 3.*not managed by this task"):
+        rules.plan_rules(have, [want("/a", priority=3)])
+    plan = rules.plan_rules(have, [want("/a", priority=3)], purge=True)
+    assert [r["arn"] for r in plan["delete"]] == ["x"]
+    assert plan["create"][0]["priority"] == 3
+
+
+def test_explicit_priority_held_by_a_managed_rule_without_one_fails():
+    have = existing(("a", 3, "/a"))
+    with pytest.raises(rules.RuleError, match=r"give rule .*'/a'.* an explicit priority"):
+        rules.plan_rules(have, [want("/a"), want("/b", priority=3)])
+
+
+def test_duplicate_names_and_conditions_and_range_fail():
+    with pytest.raises(rules.RuleError, match="two rules are named 'x'"):
+        rules.plan_rules([], [want("/a", name="x"), want("/b", name="x")])
+    with pytest.raises(rules.RuleError, match="listed twice"):
+        rules.plan_rules([], [want("/a"), want("/a")])
+    with pytest.raises(rules.RuleError, match="out of range"):
+        rules.plan_rules([], [want("/a", priority=50001)])
+
+
+def test_explicit_priorities_swap_two_rules():
+    have = existing(("a", 1, "/a", "a"), ("b", 2, "/b", "b"))
+    plan = rules.plan_rules(have, [want("/a", name="a", priority=2), want("/b", name="b", priority=1)])
+    assert plan["moves"] == {"a": 2, "b": 1}
+    assert [r["arn"] for r in plan["after"]] == ["b", "a"]
+
+
+# --- priority moves ---------------------------------------------------------------------------
+
+
+def simulate(current, batches):
+    """Apply batches the way AWS/moto do: a batch fails if a target is held when it starts."""
+    state = dict(current)
+    for batch in batches:
+        held = set(state.values())
+        targets = [p for _, p in batch]
+        assert len(set(targets)) == len(targets)
+        for _arn, prio in batch:
+            assert prio not in held, f"batch {batch!r} moves onto held priority {prio}"
+        for arn, prio in batch:
+            state[arn] = prio
+        assert len(set(state.values())) == len(state)
+    return state
+
+
+def test_swap_is_split_through_a_parking_priority():
+    current = {"a": 1, "b": 2}
+    batches = rules.order_moves(current, {"a": 2, "b": 1})
+    assert len(batches) == 3
+    assert simulate(current, batches) == {"a": 2, "b": 1}
+
+
+def test_chain_moves_in_dependency_order():
+    current = {"a": 1, "b": 2, "c": 3}
+    batches = rules.order_moves(current, {"a": 2, "b": 3, "c": 4})
+    assert simulate(current, batches) == {"a": 2, "b": 3, "c": 4}
+    assert batches[0] == [("c", 4)]
+
+
+def test_random_permutations_never_collide():
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randint(1, 8)
+        arns = [f"r{i}" for i in range(n)]
+        prios = rng.sample(range(1, 20), n)
+        current = dict(zip(arns, prios, strict=True))
+        targets = rng.sample(range(1, 20), n)
+        moves = dict(zip(arns, targets, strict=True))
+        assert simulate(current, rules.order_moves(current, moves)) == moves
+
+
+def test_temporary_priority_is_the_highest_free_one():
+    assert rules.temporary_priority({50000, 49999}) == 49998
+
+
+def test_sorted_output():
+    have = existing(("b", 9, "/b"), ("a", 2, "/a"))
+    assert [r["priority"] for r in rules.sort_rules(have)] == [2, 9]
+    out = rules.rule_for_output(have[0])
+    assert set(out) == {"rule_arn", "priority", "name", "conditions", "action"}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["/a", "/b", "/c"])))
+def test_matching_does_not_depend_on_listing_order(order):
+    have = existing(("a", 1, "/a"), ("b", 2, "/b"), ("c", 3, "/c"))
+    plan = rules.plan_rules(have, [want(p) for p in order])
+    assert not rules.plan_changed(plan)
