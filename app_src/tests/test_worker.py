@@ -1,0 +1,210 @@
+"""Worker against real Redis and PostgreSQL, driven in-process one iteration at a time."""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import closing
+
+import psycopg2
+import pytest
+from conftest import counts, tally_from_votes
+from harness import OWNER, RESULT, WORKER
+from votingapp import config, schema
+from votingapp.worker import Vote, Worker, apply_votes, classify, newest_per_voter
+
+
+def make_worker(base_env, **extra) -> Worker:
+    env = {**base_env, "WORKER_CONSUMER": "t1", "WORKER_BLOCK_MS": "10", **extra}
+    return Worker(config.worker_settings(env))
+
+
+def drain(worker: Worker, rounds: int = 200) -> None:
+    idle = 0
+    for _ in range(rounds):
+        idle = idle + 1 if worker.run_once() == 0 else 0
+        if idle >= 2:
+            return
+    raise AssertionError("worker did not drain")
+
+
+def vid(n: int) -> str:
+    return f"voter-{n:06d}"
+
+
+def test_classify_reasons():
+    opts = ("Cats", "Dogs")
+    assert isinstance(classify("5-1", {b"voter_id": b"abcdefgh", b"vote": b"Cats"}, opts), Vote)
+    assert classify("5-1", {}, opts) == "entry has no fields"
+    assert classify("5-1", {b"vote": b"Cats"}, opts) == "missing field voter_id"
+    assert classify("5-1", {b"voter_id": b"abcdefgh"}, opts) == "missing field vote"
+    assert classify("5-1", {b"voter_id": b"ab", b"vote": b"Cats"}, opts).startswith("invalid voter_id")
+    assert classify("5-1", {b"voter_id": b"abcdefgh", b"vote": b"Fish"}, opts).startswith("unknown option 'Fish'")
+    assert classify("5-1", {b"voter_id": b"abcdefgh", b"vote": b"\xff"}, opts) == "entry is not valid UTF-8"
+
+
+def test_newest_per_voter_keeps_highest_version():
+    votes = [Vote("2-0", "a" * 8, "Dogs", 2, 0), Vote("1-5", "a" * 8, "Cats", 1, 5), Vote("2-1", "b" * 8, "Cats", 2, 1)]
+    kept = newest_per_voter(votes)
+    assert [(v.voter_id, v.vote) for v in kept] == [("a" * 8, "Dogs"), ("b" * 8, "Cats")]
+
+
+def test_batch_is_idempotent_and_older_versions_never_win(pg_server, pg):
+    conn = pg_server.connect(WORKER)
+    conn.autocommit = False
+    batch = [Vote(f"{10 + i}-0", vid(i), "Cats" if i % 3 else "Dogs", 10 + i, 0) for i in range(30)]
+    apply_votes(conn, batch)
+    apply_votes(conn, batch)  # a replay after a crash between COMMIT and XACK
+    assert counts(pg) == {"Cats": 20, "Dogs": 10} == tally_from_votes(pg)
+    apply_votes(conn, [Vote("100-0", vid(1), "Dogs", 100, 0)])  # voter 1 changes Cats -> Dogs
+    apply_votes(conn, [Vote("50-0", vid(1), "Cats", 50, 0)])  # an older entry arrives late: ignored
+    apply_votes(conn, [Vote("100-0", vid(2), "Cats", 100, 0)])  # same choice again: no change
+    assert counts(pg) == {"Cats": 19, "Dogs": 11} == tally_from_votes(pg)
+    conn.close()
+
+
+def test_votes_flow_and_stream_is_acknowledged(redis_server, pg, base_env, names):
+    r = redis_server.client()
+    stream = names["VOTE_STREAM"]
+    for i in range(1200):
+        r.xadd(stream, {"voter_id": vid(i), "vote": "Cats" if i % 4 else "Dogs"})
+    w = make_worker(base_env, WORKER_BATCH_SIZE="250")
+    drain(w)
+    assert counts(pg) == {"Cats": 900, "Dogs": 300} == tally_from_votes(pg)
+    assert r.xpending(stream, "workers")["pending"] == 0
+    assert r.xlen(stream) == 0  # acknowledged entries are deleted (single consumer group)
+
+
+def test_poison_entries_go_to_dead_letter_with_reason(redis_server, pg, base_env, names):
+    r = redis_server.client()
+    stream, dlq = names["VOTE_STREAM"], names["DEAD_LETTER_STREAM"]
+    r.xadd(stream, {"voter_id": vid(1), "vote": "Cats"})
+    bad_unknown = r.xadd(stream, {"voter_id": vid(2), "vote": "Fish"}).decode()
+    bad_missing = r.xadd(stream, {"voter_id": vid(3)}).decode()
+    bad_voter = r.xadd(stream, {"voter_id": "x", "vote": "Dogs"}).decode()
+    bad_bytes = r.xadd(stream, {"voter_id": vid(4), "vote": b"\xff\xfe"}).decode()
+    r.xadd(stream, {"voter_id": vid(5), "vote": "Dogs"})
+    w = make_worker(base_env)
+    drain(w)
+    assert counts(pg) == {"Cats": 1, "Dogs": 1}
+    dead = {f[b"source_id"].decode(): f for _, f in r.xrange(dlq)}
+    assert set(dead) == {bad_unknown, bad_missing, bad_voter, bad_bytes}
+    assert dead[bad_unknown][b"reason"].startswith(b"unknown option 'Fish'")
+    assert dead[bad_missing][b"reason"] == b"missing field vote"
+    assert dead[bad_voter][b"reason"].startswith(b"invalid voter_id")
+    assert json.loads(dead[bad_unknown][b"fields"]) == {"voter_id": vid(2), "vote": "Fish"}
+    assert r.xpending(stream, "workers")["pending"] == 0
+    # the worker carries on after poison
+    r.xadd(stream, {"voter_id": vid(6), "vote": "Dogs"})
+    drain(w)
+    assert counts(pg) == {"Cats": 1, "Dogs": 2}
+
+
+def test_pending_entries_of_a_dead_consumer_are_reclaimed(redis_server, pg, base_env, names):
+    r = redis_server.client()
+    stream = names["VOTE_STREAM"]
+    r.xgroup_create(stream, "workers", id="0", mkstream=True)
+    for i in range(40):
+        r.xadd(stream, {"voter_id": vid(i), "vote": "Cats"})
+    # a consumer that read 40 entries and died before acknowledging them
+    r.xreadgroup("workers", "dead-one", {stream: ">"}, count=40)
+    assert r.xpending(stream, "workers")["pending"] == 40
+    w = make_worker(base_env, WORKER_CLAIM_IDLE_MS="100")
+    w.next_claim = 0
+    import time
+
+    time.sleep(0.15)
+    drain(w)
+    assert counts(pg) == {"Cats": 40}
+    assert r.xpending(stream, "workers")["pending"] == 0
+
+
+def test_several_workers_out_of_order_last_vote_wins(redis_server, pg_server, pg, base_env, names):
+    """Four workers with tiny batches race on the same voters; the newest entry must win."""
+    r = redis_server.client()
+    stream = names["VOTE_STREAM"]
+    voters = [vid(i) for i in range(50)]
+    expected = {}
+    pipe = r.pipeline(transaction=False)
+    for rnd in range(40):
+        for n, v in enumerate(voters):
+            choice = "Cats" if (rnd * 7 + n) % 3 else "Dogs"
+            pipe.xadd(stream, {"voter_id": v, "vote": choice})
+            expected[v] = choice
+    pipe.execute()
+    workers = [make_worker(base_env, WORKER_CONSUMER=f"w{i}", WORKER_BATCH_SIZE=str(3 + i * 5)) for i in range(4)]
+    errors = []
+
+    def run(w):
+        try:
+            drain(w, rounds=5000)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    with pg.cursor() as cur:
+        cur.execute("SELECT voter_id, vote FROM votes")
+        stored = dict(cur.fetchall())
+    assert stored == expected
+    want = {c: sum(1 for v in expected.values() if v == c) for c in ("Cats", "Dogs")}
+    assert counts(pg) == want == tally_from_votes(pg)
+
+
+def test_migration_is_idempotent_under_concurrent_starters(pg_server):
+    with closing(pg_server.superuser()) as su, su.cursor() as cur:
+        cur.execute(f"CREATE DATABASE migrate_race OWNER {OWNER}")
+    applied, errors = [], []
+
+    def run():
+        try:
+            conn = psycopg2.connect(
+                host="127.0.0.1",
+                port=pg_server.port,
+                dbname="migrate_race",
+                user=OWNER,
+                password=pg_server.env(OWNER)["PG_PASSWORD"],
+            )
+            applied.append(schema.migrate(conn))
+            conn.close()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sorted(applied, key=len) == [[]] * 7 + [[schema.CURRENT_VERSION]]
+    with closing(pg_server.superuser()) as su, su.cursor() as cur:
+        cur.execute("DROP DATABASE migrate_race WITH (FORCE)")
+
+
+def test_result_role_is_read_only(pg_server, pg):
+    conn = pg_server.connect(RESULT)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM vote_counts")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("INSERT INTO vote_counts VALUES ('Cats', 1)")
+    conn.close()
+
+
+def test_worker_waits_for_schema_instead_of_crashing(redis_server, pg_server, base_env):
+    """`relation "votes" does not exist` must be a retry, not a crash loop."""
+    with closing(pg_server.superuser()) as su, su.cursor() as cur:
+        cur.execute(f"CREATE DATABASE empty_db OWNER {OWNER}")
+    try:
+        w = make_worker({**base_env, "PG_DATABASE": "empty_db"})
+        with pytest.raises(psycopg2.OperationalError, match="schema not migrated"):
+            w._pg()
+        w2 = make_worker({**base_env, "PG_DATABASE": "empty_db", **pg_server.env(OWNER), "WORKER_MIGRATE": "true"})
+        w2._pg()  # migrates with its own credentials (compose mode)
+        w2._drop_pg()
+    finally:
+        with closing(pg_server.superuser()) as su, su.cursor() as cur:
+            cur.execute("DROP DATABASE empty_db WITH (FORCE)")

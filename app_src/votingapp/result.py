@@ -1,0 +1,165 @@
+"""result: the live tally, read from the aggregate table the worker keeps (a few rows, whatever
+the number of votes), served as a page, a JSON API and a server-sent event stream."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import psycopg2
+import psycopg2.pool
+from flask import Flask, Response, jsonify, render_template, stream_with_context
+from prometheus_client import Counter, Gauge, Histogram
+
+from .web import PrefixMiddleware, metrics_response
+
+log = logging.getLogger("votingapp.result")
+
+STREAM_MAX_SECONDS = 300  # the browser reconnects by itself; bounded streams rebalance across instances
+KEEPALIVE_SECONDS = 15  # below every proxy/ALB idle timeout
+
+QUERY_SECONDS = Histogram(
+    "votingapp_result_query_seconds",
+    "Time to read the aggregate counts",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+)
+DB_ERRORS = Counter("votingapp_result_db_errors_total", "Failed reads of the aggregate counts")
+STREAM_CLIENTS = Gauge("votingapp_result_stream_clients", "Open event streams", multiprocess_mode="livesum")
+
+
+class DatabaseDown(Exception):
+    pass
+
+
+class TallyReader:
+    def __init__(self, settings):
+        self.settings = settings
+        self.options = settings.options
+        self._pool = None
+        self._pool_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._cached: dict | None = None
+        self._cached_at = 0.0
+
+    def _get_pool(self):
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = psycopg2.pool.ThreadedConnectionPool(
+                    0, self.settings.web.threads + 2, **self.settings.postgres.connect_kwargs("votingapp-result")
+                )
+            return self._pool
+
+    def read(self) -> dict:
+        pool = self._get_pool()
+        started = time.perf_counter()
+        try:
+            conn = pool.getconn()
+        except psycopg2.Error as exc:
+            DB_ERRORS.inc()
+            raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
+        broken = False
+        try:
+            if conn.autocommit is False:
+                conn.set_session(readonly=True, autocommit=True)
+            with conn.cursor() as cur:
+                cur.execute("SELECT vote, count FROM vote_counts")
+                rows = cur.fetchall()
+        except psycopg2.Error as exc:
+            DB_ERRORS.inc()
+            broken = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) or conn.closed != 0
+            raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
+        finally:
+            pool.putconn(conn, close=broken)
+        QUERY_SECONDS.observe(time.perf_counter() - started)
+        counts = dict(rows)
+        tally = {option: int(counts.get(option, 0)) for option in self.options}
+        return {"options": tally, "total": sum(tally.values())}
+
+    def cached(self, max_age: float) -> dict:
+        """One database read per interval per process, however many pages are open."""
+        with self._cache_lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached_at >= max_age:
+                self._cached = self.read()
+                self._cached_at = now
+            return self._cached
+
+
+def create_app(settings) -> Flask:
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    reader = TallyReader(settings)
+    poll_s = settings.poll_ms / 1000
+
+    def empty() -> dict:
+        return {"options": dict.fromkeys(settings.options, 0), "total": 0}
+
+    @app.get("/")
+    def page():
+        try:
+            tally = reader.cached(poll_s)
+        except DatabaseDown:
+            tally = empty()
+        return render_template("result.html", options=settings.options, tally=tally)
+
+    @app.get("/api/tally")
+    def tally_api():
+        try:
+            tally = reader.read()
+        except DatabaseDown as exc:
+            return jsonify(error=f"database unavailable: {exc}"), 503
+        response = jsonify(tally)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/api/stream")
+    def stream():
+        def events():
+            STREAM_CLIENTS.inc()
+            try:
+                yield "retry: 2000\n\n"
+                last = None
+                started = last_sent = time.monotonic()
+                while time.monotonic() - started < STREAM_MAX_SECONDS:
+                    now = time.monotonic()
+                    try:
+                        tally = reader.cached(poll_s)
+                    except DatabaseDown:
+                        tally = None
+                    if tally is not None and tally != last:
+                        last = tally
+                        last_sent = now
+                        yield f"data: {json.dumps(tally, separators=(',', ':'))}\n\n"
+                    elif now - last_sent >= KEEPALIVE_SECONDS:
+                        last_sent = now
+                        yield ": keepalive\n\n"
+                    time.sleep(poll_s)
+            finally:
+                STREAM_CLIENTS.dec()
+
+        return Response(
+            stream_with_context(events()),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        try:
+            reader.read()
+        except DatabaseDown as exc:
+            return jsonify(status="unavailable", reason=f"postgres: {exc}"), 503
+        return jsonify(status="ok")
+
+    @app.get("/metrics")
+    def metrics():
+        return metrics_response()
+
+    app.wsgi_app = PrefixMiddleware(app.wsgi_app, settings.web.prefix)
+    return app

@@ -1,0 +1,76 @@
+"""Schema migrations, applied under a transaction-scoped advisory lock.
+
+Several workers (or a worker and a `migrate` job) may start at the same instant: the lock makes
+them take turns, and each step is recorded in `schema_migrations`, so a step runs once and a
+second starter only finds the work done.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg2
+
+log = logging.getLogger("votingapp.migrate")
+
+# Any constant; it names "the votingapp schema" among advisory locks of this database.
+ADVISORY_LOCK_KEY = 0x766F7465
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "votes and aggregate counts",
+        """
+        CREATE TABLE IF NOT EXISTS votes (
+            voter_id    text PRIMARY KEY,
+            vote        text NOT NULL,
+            -- ordering version = the Redis stream entry id <ms>-<seq>; a vote never replaces a newer one
+            version_ms  bigint NOT NULL,
+            version_seq bigint NOT NULL,
+            prev_vote   text,
+            updated_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE IF NOT EXISTS vote_counts (
+            vote  text PRIMARY KEY,
+            count bigint NOT NULL DEFAULT 0
+        );
+        """,
+    ),
+]
+
+CURRENT_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate(conn) -> list[int]:
+    """Apply missing migrations; return the versions applied by this call."""
+    applied: list[int] = []
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, description text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in cur.fetchall()}
+        for version, description, sql in MIGRATIONS:
+            if version in done:
+                continue
+            log.info("applying migration %s: %s", version, description)
+            cur.execute(sql)
+            cur.execute("INSERT INTO schema_migrations (version, description) VALUES (%s, %s)", (version, description))
+            applied.append(version)
+    return applied
+
+
+def run(settings) -> int:
+    conn = psycopg2.connect(**settings.connect_kwargs("votingapp-migrate"))
+    try:
+        applied = migrate(conn)
+    finally:
+        conn.close()
+    if applied:
+        log.info("schema at version %s (applied %s)", CURRENT_VERSION, applied)
+    else:
+        log.info("schema already at version %s", CURRENT_VERSION)
+    return 0

@@ -1,0 +1,151 @@
+"""vote: the ballot. Each accepted vote is one XADD to the Redis stream (one round trip)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+import redis
+from flask import Flask, jsonify, render_template, request
+from prometheus_client import Counter, Histogram
+from werkzeug.exceptions import HTTPException
+
+from .redis_client import make_client
+from .web import PrefixMiddleware, metrics_response
+
+log = logging.getLogger("votingapp.vote")
+
+VOTER_COOKIE = "voter_id"
+VOTER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+MAX_BODY_BYTES = 4096
+COOKIE_MAX_AGE = 365 * 24 * 3600
+
+VOTES = Counter("votingapp_vote_votes_total", "Votes by outcome", ["outcome"])
+XADD_SECONDS = Histogram(
+    "votingapp_vote_xadd_seconds",
+    "Time to append one vote to the stream",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 2.5),
+)
+
+
+class QueueDown(Exception):
+    """Redis did not take the vote."""
+
+
+def create_app(settings, client=None) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+    options = settings.options
+    stream = settings.redis.stream
+    client = client or make_client(settings.redis, client_name="votingapp-vote")
+
+    def voter_id() -> tuple[str, bool]:
+        current = request.cookies.get(VOTER_COOKIE, "")
+        if VOTER_ID_RE.match(current):
+            return current, False
+        return uuid.uuid4().hex, True
+
+    def with_cookie(response, vid: str, new: bool):
+        if new:
+            response.set_cookie(
+                VOTER_COOKIE,
+                vid,
+                max_age=COOKIE_MAX_AGE,
+                path=request.script_root or "/",
+                httponly=True,
+                samesite="Lax",
+                secure=settings.cookie_secure,
+            )
+        return response
+
+    def append(vid: str, choice: str) -> str:
+        started = time.perf_counter()
+        try:
+            entry_id = client.xadd(stream, {"voter_id": vid, "vote": choice})
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+            VOTES.labels("queue_down").inc()
+            log.warning("vote not queued: %s", exc.__class__.__name__)
+            raise QueueDown() from exc
+        XADD_SECONDS.observe(time.perf_counter() - started)
+        VOTES.labels("accepted").inc()
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    def page(status: int = 200, **context):
+        return render_template("vote.html", options=options, **context), status
+
+    @app.get("/")
+    def ballot():
+        vid, new = voter_id()
+        body, status = page()
+        return with_cookie(app.make_response((body, status)), vid, new)
+
+    @app.post("/")
+    def vote_form():
+        vid, new = voter_id()
+        choice = request.form.get("vote", "")
+        if choice not in options:
+            VOTES.labels("rejected").inc()
+            body, status = page(400, error=f"Unknown option {choice[:40]!r}: choose one of {', '.join(options)}.")
+            return with_cookie(app.make_response((body, status)), vid, new)
+        try:
+            append(vid, choice)
+        except QueueDown:
+            body, status = page(503, error="Your vote was NOT recorded: the vote queue is unavailable. Try again.")
+            return with_cookie(app.make_response((body, status)), vid, new)
+        body, status = page(200, voted=choice)
+        return with_cookie(app.make_response((body, status)), vid, new)
+
+    @app.post("/api/vote")
+    def vote_api():
+        vid, new = voter_id()
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or not isinstance(data.get("vote"), str):
+            VOTES.labels("rejected").inc()
+            return jsonify(error='body must be JSON like {"vote": "<option>"}', options=list(options)), 400
+        choice = data["vote"]
+        if choice not in options:
+            VOTES.labels("rejected").inc()
+            return jsonify(error=f"unknown option {choice[:40]!r}", options=list(options)), 400
+        try:
+            entry_id = append(vid, choice)
+        except QueueDown:
+            return jsonify(error="vote queue unavailable, the vote was not recorded; retry later"), 503
+        response = jsonify(voter_id=vid, vote=choice, id=entry_id)
+        response.status_code = 202
+        return with_cookie(response, vid, new)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        try:
+            client.ping()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+            return jsonify(status="unavailable", reason=f"redis: {exc.__class__.__name__}: {exc}"), 503
+        return jsonify(status="ok")
+
+    @app.get("/metrics")
+    def metrics():
+        return metrics_response()
+
+    @app.errorhandler(413)
+    def too_large(_exc):
+        VOTES.labels("rejected").inc()
+        message = f"request body larger than {MAX_BODY_BYTES} bytes"
+        if request.path.endswith("/api/vote"):
+            return jsonify(error=message), 413
+        return page(413, error=message.capitalize() + ".")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if request.path.startswith("/api/"):
+            return jsonify(error=exc.description), exc.code
+        return exc
+
+    app.wsgi_app = PrefixMiddleware(app.wsgi_app, settings.web.prefix)
+    return app

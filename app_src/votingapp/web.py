@@ -1,0 +1,98 @@
+"""Shared pieces of the two web services: URL prefix handling, metrics, gunicorn launcher."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+
+from flask import Response
+
+log = logging.getLogger("votingapp.web")
+
+
+class PrefixMiddleware:
+    """Serve every route both at PREFIX/... and at /... .
+
+    A path router (ALB rule `/vote*`, nginx `location /vote`) forwards the full path, so the
+    prefix arrives in PATH_INFO. Moving it to SCRIPT_NAME makes Flask's url_for() generate
+    prefixed form actions, static URLs, event-stream URLs and redirects for requests that came
+    through the prefix, and plain ones for requests made at the root (health checks, compose).
+    """
+
+    def __init__(self, app, prefix: str):
+        self.app = app
+        self.prefix = prefix.rstrip("/")
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "") or "/"
+        prefix = self.prefix
+        if prefix and (path == prefix or path.startswith(prefix + "/")):
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+            environ["PATH_INFO"] = path[len(prefix) :] or "/"
+        return self.app(environ, start_response)
+
+
+def metrics_response() -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def prepare_multiprocess_metrics() -> None:
+    # gunicorn forks several workers; each keeps its own counters, and prometheus_client's
+    # multiprocess mode sums them through files in this directory. It must be set before
+    # prometheus_client is first imported, which happens in the forked workers.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+        return
+    path = tempfile.mkdtemp(prefix="votingapp-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    atexit.register(shutil.rmtree, path, True)
+
+
+def serve(app_factory, web, name: str) -> int:
+    """Run app_factory() under gunicorn (gthread workers) with the validated web settings."""
+    prepare_multiprocess_metrics()
+    from gunicorn.app.base import BaseApplication
+
+    def child_exit(_server, worker):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+    class _App(BaseApplication):
+        def load_config(self):
+            settings = {
+                "bind": f"{web.bind}:{web.port}",
+                "workers": web.workers,
+                "worker_class": "gthread",
+                "threads": web.threads,
+                "proc_name": f"votingapp-{name}",
+                "keepalive": 75,  # longer than the ALB's 60 s idle timeout, so the ALB closes first
+                "graceful_timeout": 10,
+                "timeout": 30,
+                "accesslog": None,
+                "errorlog": "-",
+                "loglevel": "info",
+                "child_exit": child_exit,
+                # heartbeat files on tmpfs: a slow overlay disk must not make gunicorn kill workers
+                "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,  # noqa: S108
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app_factory()
+
+    _App().run()
+    return 0

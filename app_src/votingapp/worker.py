@@ -1,0 +1,420 @@
+"""worker: Redis stream consumer group -> PostgreSQL, at-least-once delivery made exactly-once in
+effect by idempotent, version-ordered upserts.
+
+Per batch: read up to WORKER_BATCH_SIZE entries, validate them (invalid ones are dead-lettered
+with the reason), keep the newest entry per voter, and apply them in ONE statement inside ONE
+transaction that upserts `votes` (only where the stored version is older) and adjusts
+`vote_counts` by the rows that really changed. Only after COMMIT are the entries XACKed, in one
+pipelined round trip. Replaying a committed batch (crash between COMMIT and XACK, or a reclaim)
+changes nothing, because every entry's version is then not newer than the stored one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import re
+import signal
+import socketserver
+import threading
+import time
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+import redis
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
+
+from . import schema
+from .redis_client import make_client
+
+log = logging.getLogger("votingapp.worker")
+
+VOTER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+PROCESSED = Counter("votingapp_worker_entries_total", "Stream entries handled", ["outcome"])
+BATCH_SIZE = Histogram(
+    "votingapp_worker_batch_size", "Entries per batch", buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+)
+BATCH_SECONDS = Histogram(
+    "votingapp_worker_batch_seconds",
+    "Time from read to acknowledged, per batch",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DEAD_LETTERS = Counter("votingapp_worker_dead_letters_total", "Entries moved to the dead-letter stream", ["reason"])
+RECLAIMED = Counter("votingapp_worker_reclaimed_total", "Entries reclaimed from idle consumers")
+ERRORS = Counter("votingapp_worker_errors_total", "Connection or database errors", ["dependency"])
+LAG = Gauge("votingapp_worker_stream_lag", "Entries in the stream not yet delivered to the group")
+PENDING = Gauge("votingapp_worker_pending_entries", "Entries delivered but not yet acknowledged (whole group)")
+
+UPSERT_SQL = """
+WITH incoming (voter_id, vote, version_ms, version_seq) AS (VALUES %s),
+up AS (
+    INSERT INTO votes AS v (voter_id, vote, version_ms, version_seq, prev_vote)
+    SELECT voter_id, vote, version_ms, version_seq, NULL FROM incoming ORDER BY voter_id
+    ON CONFLICT (voter_id) DO UPDATE
+        SET prev_vote = v.vote, vote = EXCLUDED.vote,
+            version_ms = EXCLUDED.version_ms, version_seq = EXCLUDED.version_seq, updated_at = now()
+        WHERE (v.version_ms, v.version_seq) < (EXCLUDED.version_ms, EXCLUDED.version_seq)
+    RETURNING v.vote, v.prev_vote
+),
+delta AS (
+    SELECT vote, 1 AS d FROM up WHERE prev_vote IS DISTINCT FROM vote
+    UNION ALL
+    SELECT prev_vote, -1 FROM up WHERE prev_vote IS NOT NULL AND prev_vote <> vote
+)
+INSERT INTO vote_counts AS c (vote, count)
+SELECT vote, sum(d)::bigint FROM delta GROUP BY vote ORDER BY vote
+ON CONFLICT (vote) DO UPDATE SET count = c.count + EXCLUDED.count
+"""
+ROW_TEMPLATE = "(%s, %s, %s::bigint, %s::bigint)"
+
+# Errors that say "this database is not usable right now", never "this entry is bad".
+TRANSIENT_PG = (
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    psycopg2.errors.UndefinedTable,
+    psycopg2.errors.InsufficientPrivilege,
+)
+
+
+@dataclass
+class Vote:
+    entry_id: str
+    voter_id: str
+    vote: str
+    ms: int
+    seq: int
+
+
+def parse_entry_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+def classify(entry_id: str, fields, options) -> Vote | str:
+    """A Vote, or the reason the entry cannot be one."""
+    if not fields:
+        return "entry has no fields"
+    try:
+        decoded = {k.decode("utf-8"): v.decode("utf-8") for k, v in fields.items()}
+    except (UnicodeDecodeError, AttributeError):
+        return "entry is not valid UTF-8"
+    voter = decoded.get("voter_id")
+    choice = decoded.get("vote")
+    if voter is None:
+        return "missing field voter_id"
+    if not VOTER_ID_RE.match(voter):
+        return "invalid voter_id (expected 8-64 of A-Z a-z 0-9 _ -)"
+    if choice is None:
+        return "missing field vote"
+    if choice not in options:
+        return f"unknown option {choice[:40]!r} (configured: {','.join(options)})"
+    ms, seq = parse_entry_id(entry_id)
+    return Vote(entry_id, voter, choice, ms, seq)
+
+
+def newest_per_voter(votes: list[Vote]) -> list[Vote]:
+    """ON CONFLICT may touch a row once per statement: keep each voter's newest entry."""
+    best: dict[str, Vote] = {}
+    for v in votes:
+        current = best.get(v.voter_id)
+        if current is None or (v.ms, v.seq) > (current.ms, current.seq):
+            best[v.voter_id] = v
+    return sorted(best.values(), key=lambda v: v.voter_id)
+
+
+def apply_votes(conn, votes: list[Vote]) -> None:
+    """One transaction: upsert newer votes, adjust the counts by exactly the changed rows."""
+    rows = [(v.voter_id, v.vote, v.ms, v.seq) for v in newest_per_voter(votes)]
+    if not rows:
+        return
+    with conn, conn.cursor() as cur:
+        psycopg2.extras.execute_values(cur, UPSERT_SQL, rows, template=ROW_TEMPLATE, page_size=len(rows))
+
+
+def _decode(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Worker:
+    def __init__(self, settings, *, client=None):
+        self.s = settings
+        self.stream = settings.redis.stream
+        self.redis = client or make_client(settings.redis, client_name=f"votingapp-worker-{settings.consumer}")
+        self.conn = None
+        self.stop = threading.Event()
+        self.read_own_pending = True
+        self.delete_acked = True
+        self.group_ready = False
+        self.schema_ready = False
+        self.next_claim = 0.0
+        self.claim_cursor = "0-0"
+        self.next_stats = 0.0
+        self.redis_ok = False
+        self.pg_ok = False
+
+    # -- connections -------------------------------------------------------------------------
+    def _pg(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg2.connect(**self.s.postgres.connect_kwargs(f"votingapp-worker-{self.s.consumer}"))
+            self.schema_ready = False
+        if not self.schema_ready:
+            if self.s.migrate:
+                schema.migrate(self.conn)
+            with self.conn, self.conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('votes') IS NOT NULL AND to_regclass('vote_counts') IS NOT NULL")
+                if not cur.fetchone()[0]:
+                    raise psycopg2.OperationalError("schema not migrated yet: run `migrate` (or WORKER_MIGRATE=true)")
+            self.schema_ready = True
+            log.info("postgres ready")
+        self.pg_ok = True
+        return self.conn
+
+    def _drop_pg(self):
+        self.pg_ok = False
+        if self.conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self.conn.close()
+        self.conn = None
+
+    def _ensure_group(self):
+        if self.group_ready:
+            return
+        try:
+            # "$" would skip entries written before the first worker ever ran; "0" keeps them.
+            self.redis.xgroup_create(self.stream, self.s.group, id="0", mkstream=True)
+            log.info("created consumer group %s on %s", self.s.group, self.stream)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self.group_ready = True
+        self.redis_ok = True
+
+    # -- reading ------------------------------------------------------------------------------
+    def _read(self) -> list[tuple[str, dict]]:
+        if self.read_own_pending:
+            # After a restart: our own unacknowledged entries come first, in order.
+            reply = self.redis.xreadgroup(self.s.group, self.s.consumer, {self.stream: "0"}, count=self.s.batch_size)
+            entries = reply[0][1] if reply else []
+            if entries:
+                return [(_decode(i), f) for i, f in entries]
+            self.read_own_pending = False
+        reply = self.redis.xreadgroup(
+            self.s.group, self.s.consumer, {self.stream: ">"}, count=self.s.batch_size, block=self.s.block_ms
+        )
+        if not reply:
+            return []
+        return [(_decode(i), f) for i, f in reply[0][1]]
+
+    def _claim(self) -> list[tuple[str, dict]]:
+        """Entries a dead or stuck consumer has held longer than WORKER_CLAIM_IDLE_MS."""
+        now = time.monotonic()
+        if now < self.next_claim:
+            return []
+        reply = self.redis.xautoclaim(
+            self.stream,
+            self.s.group,
+            self.s.consumer,
+            min_idle_time=self.s.claim_idle_ms,
+            start_id=self.claim_cursor,
+            count=self.s.batch_size,
+        )
+        cursor, entries = _decode(reply[0]), reply[1]
+        self.claim_cursor = cursor
+        if cursor == "0-0":
+            # Scanned the whole pending list: rest until idle entries can exist again.
+            self.next_claim = now + min(self.s.claim_idle_ms / 1000 / 2, 5.0)
+        claimed = [(_decode(i), f) for i, f in entries if f is not None]
+        deleted = [_decode(i) for i, f in entries if f is None]
+        if deleted:
+            self.redis.xack(self.stream, self.s.group, *deleted)
+        if claimed:
+            RECLAIMED.inc(len(claimed))
+            log.info("reclaimed %d idle entries", len(claimed))
+        return claimed
+
+    # -- processing ---------------------------------------------------------------------------
+    def process(self, entries: list[tuple[str, dict]]) -> None:
+        started = time.perf_counter()
+        good: list[Vote] = []
+        dead: list[tuple[str, dict, str]] = []
+        for entry_id, fields in entries:
+            item = classify(entry_id, fields, self.s.options)
+            if isinstance(item, Vote):
+                good.append(item)
+            else:
+                dead.append((entry_id, fields or {}, item))
+        if good:
+            conn = self._pg()
+            try:
+                apply_votes(conn, good)
+            except TRANSIENT_PG:
+                raise
+            except psycopg2.Error as exc:
+                # A value the database refuses: find the culprits one by one, keep the rest.
+                log.warning("batch refused (%s), retrying entry by entry", exc.__class__.__name__)
+                good, refused = self._apply_one_by_one(conn, good)
+                dead.extend(refused)
+        self._acknowledge([e for e, _ in entries], dead)
+        PROCESSED.labels("applied").inc(len(good))
+        BATCH_SIZE.observe(len(entries))
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _apply_one_by_one(self, conn, votes: list[Vote]):
+        kept, refused = [], []
+        for v in votes:
+            try:
+                apply_votes(conn, [v])
+                kept.append(v)
+            except TRANSIENT_PG:
+                raise
+            except psycopg2.Error as exc:
+                reason = f"database refused the vote: {exc.__class__.__name__}: {str(exc).strip()[:200]}"
+                refused.append((v.entry_id, {b"voter_id": v.voter_id.encode(), b"vote": v.vote.encode()}, reason))
+        return kept, refused
+
+    def _acknowledge(self, ids: list[str], dead: list[tuple[str, dict, str]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id, fields, reason in dead:
+            raw = {_decode(k): v.decode("utf-8", "replace") for k, v in fields.items()}
+            pipe.xadd(
+                self.s.dead_letter_stream,
+                {
+                    "source_id": entry_id,
+                    "reason": reason,
+                    "fields": json.dumps(raw, sort_keys=True),
+                    "consumer": self.s.consumer,
+                },
+            )
+        pipe.xack(self.stream, self.s.group, *ids)
+        if self.delete_acked:
+            # Keeps the stream from growing forever (one consumer group reads it).
+            pipe.xdel(self.stream, *ids)
+        results = pipe.execute(raise_on_error=False)
+        for value in [*results[: len(dead)], results[len(dead)]]:
+            if isinstance(value, Exception):
+                raise value
+        if self.delete_acked and isinstance(results[-1], Exception):
+            log.warning("XDEL refused (%s): acknowledged entries stay in the stream", results[-1])
+            self.delete_acked = False
+        for _, _, reason in dead:
+            DEAD_LETTERS.labels(reason.split(" ")[0]).inc()
+            log.warning("dead-lettered an entry: %s", reason)
+        PROCESSED.labels("dead_letter").inc(len(dead))
+
+    def _stats(self) -> None:
+        now = time.monotonic()
+        if now < self.next_stats:
+            return
+        self.next_stats = now + 2.0
+        for group in self.redis.xinfo_groups(self.stream):
+            if _decode(group.get("name")) == self.s.group:
+                PENDING.set(group.get("pending") or 0)
+                lag = group.get("lag")
+                if lag is not None:
+                    LAG.set(lag)
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """One iteration; returns the number of entries handled (tests drive this directly)."""
+        self._ensure_group()
+        entries = self._claim() or self._read()
+        self.redis_ok = True
+        if entries:
+            self.process(entries)
+        self._stats()
+        return len(entries)
+
+    def run(self) -> int:
+        delay = 0.1
+        log.info(
+            "worker %s: group %s on %s, batch %d, block %d ms",
+            self.s.consumer,
+            self.s.group,
+            self.stream,
+            self.s.batch_size,
+            self.s.block_ms,
+        )
+        while not self.stop.is_set():
+            try:
+                self.run_once()
+                delay = 0.1
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                ERRORS.labels("redis").inc()
+                self.redis_ok = False
+                self.group_ready = False
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc.__class__.__name__, delay)
+            except redis.ResponseError as exc:
+                ERRORS.labels("redis").inc()
+                self.group_ready = False
+                log.warning("redis refused a command (%s); retrying in %.1fs", exc, delay)
+            except TRANSIENT_PG as exc:
+                ERRORS.labels("postgres").inc()
+                log.warning(
+                    "postgres unavailable (%s: %s); retrying in %.1fs", exc.__class__.__name__, _first_line(exc), delay
+                )
+                self._drop_pg()
+            # Entries of the failed batch stay pending under our name and are read again first.
+            self.read_own_pending = True
+            self.stop.wait(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, 5.0)
+        log.info("worker %s stopped", self.s.consumer)
+        self._drop_pg()
+        return 0
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def serve_metrics(worker: Worker, port: int):
+    metrics_app = make_wsgi_app(REGISTRY)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/readyz":
+            ok = worker.redis_ok and worker.pg_ok
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [
+                f"redis={'ok' if worker.redis_ok else 'down'} postgres={'ok' if worker.pg_ok else 'down'}\n".encode()
+            ]
+        return metrics_app(environ, start_response)
+
+    server = make_server("0.0.0.0", port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)  # noqa: S104
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
+
+
+def main() -> int:
+    from .config import load_or_exit, worker_settings
+
+    settings = load_or_exit(worker_settings, "worker")
+    worker = Worker(settings)
+
+    def on_signal(signum, _frame):
+        log.info("signal %s: finishing the current batch, then stopping", signum)
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if settings.metrics_port:
+        serve_metrics(worker, settings.metrics_port)
+    return worker.run()
