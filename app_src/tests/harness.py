@@ -252,7 +252,9 @@ class Service:
         if not self.proc:
             return None
         if self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
+            # gunicorn: SIGINT is its quick shutdown (open event streams would otherwise hold a
+            # graceful stop for graceful_timeout); the worker's SIGTERM path is what we test.
+            self.kill(signal.SIGTERM if self.command == "worker" else signal.SIGINT)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -327,3 +329,110 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class VoteLoad:
+    """Bounded vote traffic: `threads` keep-alive HTTP clients, each vote from a new voter.
+
+    Records what the server answered for every voter, so a test can compare what was accepted
+    (2xx) with what reached PostgreSQL. Stops at `max_votes`, at `seconds`, or on stop().
+    """
+
+    def __init__(
+        self, base_url: str, *, threads=4, max_votes=5000, seconds=10.0, rate=None, path="/api/vote", tag="load"
+    ):
+        options = ("Cats", "Dogs")
+        import threading
+
+        self.host, self.port = base_url.removeprefix("http://").split(":")
+        self.threads, self.max_votes, self.seconds, self.rate = threads, max_votes, seconds, rate
+        self.options, self.path, self.tag = options, path, tag
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.accepted: dict[str, str] = {}
+        self.answered: list[tuple[float, float]] = []  # (send time, answer time) of accepted votes
+        self.failed: dict[str, str] = {}
+        self.statuses: dict[int | str, int] = {}
+        self._threads: list = []
+
+    def _next(self) -> int | None:
+        with self.lock:
+            if self.sent >= self.max_votes:
+                return None
+            self.sent += 1
+            return self.sent
+
+    def _run(self, index: int, deadline: float) -> None:
+        import http.client
+
+        conn = None
+        interval = self.threads / self.rate if self.rate else 0.0
+        next_at = time.monotonic() + index * interval / max(self.threads, 1)
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            n = self._next()
+            if n is None:
+                return
+            if interval:
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at += interval
+            voter = f"{self.tag}{n:08d}"
+            choice = self.options[n % len(self.options)]
+            body = f'{{"vote": "{choice}"}}'
+            sent_at = time.monotonic()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(self.host, int(self.port), timeout=5)
+                conn.request(
+                    "POST",
+                    self.path,
+                    body=body,
+                    headers={"Content-Type": "application/json", "Cookie": f"voter_id={voter}"},
+                )
+                resp = conn.getresponse()
+                resp.read()
+                status: int | str = resp.status
+            except (OSError, http.client.HTTPException) as exc:
+                status = exc.__class__.__name__
+                if conn is not None:
+                    conn.close()
+                conn = None
+            done_at = time.monotonic()
+            with self.lock:
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+                if isinstance(status, int) and 200 <= status < 300:
+                    self.accepted[voter] = choice
+                    self.answered.append((sent_at, done_at))
+                else:
+                    self.failed[voter] = choice
+                    if not isinstance(status, int):
+                        time.sleep(0.05)  # server unreachable: do not spin
+        if conn is not None:
+            conn.close()
+
+    def start(self):
+        import threading
+
+        deadline = time.monotonic() + self.seconds
+        self.started = time.monotonic()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i, deadline), daemon=True) for i in range(self.threads)
+        ]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait(self, timeout: float | None = None):
+        for t in self._threads:
+            t.join(timeout)
+        self.finished = time.monotonic()
+        return self
+
+    def stop(self):
+        self.stop_event.set()
+        return self.wait(30)
+
+    def attempted(self) -> dict[str, str]:
+        return {**self.accepted, **self.failed}

@@ -93,7 +93,9 @@ def create_app(settings, client=None) -> Flask:
         try:
             append(vid, choice)
         except QueueDown:
-            body, status = page(503, error="Your vote was NOT recorded: the vote queue is unavailable. Try again.")
+            body, status = page(
+                503, error="The vote queue is unavailable: your vote was NOT confirmed. Please vote again in a moment."
+            )
             return with_cookie(app.make_response((body, status)), vid, new)
         body, status = page(200, voted=choice)
         return with_cookie(app.make_response((body, status)), vid, new)
@@ -112,7 +114,9 @@ def create_app(settings, client=None) -> Flask:
         try:
             entry_id = append(vid, choice)
         except QueueDown:
-            return jsonify(error="vote queue unavailable, the vote was not recorded; retry later"), 503
+            return jsonify(
+                error="vote queue unavailable: the vote was not confirmed; retry (a retry never counts twice)"
+            ), 503
         response = jsonify(voter_id=vid, vote=choice, id=entry_id)
         response.status_code = 202
         return with_cookie(response, vid, new)
