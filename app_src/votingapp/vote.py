@@ -21,6 +21,10 @@ VOTER_COOKIE = "voter_id"
 VOTER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_BODY_BYTES = 4096
 COOKIE_MAX_AGE = 365 * 24 * 3600
+# Redis may have stored a vote whose reply was lost, so "not confirmed", not "not recorded";
+# voting again is always safe: one row per voter, the newest vote wins.
+QUEUE_DOWN_PAGE = "The vote queue is unavailable: your vote was NOT confirmed. Please vote again in a moment."
+QUEUE_DOWN_API = "vote queue unavailable: the vote was not confirmed; retry (a retry never counts twice)"
 
 VOTES = Counter("votingapp_vote_votes_total", "Votes by outcome", ["outcome"])
 XADD_SECONDS = Histogram(
@@ -93,9 +97,7 @@ def create_app(settings, client=None) -> Flask:
         try:
             append(vid, choice)
         except QueueDown:
-            body, status = page(
-                503, error="The vote queue is unavailable: your vote was NOT confirmed. Please vote again in a moment."
-            )
+            body, status = page(503, error=QUEUE_DOWN_PAGE)
             return with_cookie(app.make_response((body, status)), vid, new)
         body, status = page(200, voted=choice)
         return with_cookie(app.make_response((body, status)), vid, new)
@@ -114,9 +116,7 @@ def create_app(settings, client=None) -> Flask:
         try:
             entry_id = append(vid, choice)
         except QueueDown:
-            return jsonify(
-                error="vote queue unavailable: the vote was not confirmed; retry (a retry never counts twice)"
-            ), 503
+            return jsonify(error=QUEUE_DOWN_API), 503
         response = jsonify(voter_id=vid, vote=choice, id=entry_id)
         response.status_code = 202
         return with_cookie(response, vid, new)
