@@ -228,12 +228,17 @@ class Service:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        if wait_ready and self.port:
-            import requests
+        if wait_ready:
+            self.wait_ready()
+        return self
 
+    def wait_ready(self, timeout: float = 30):
+        import requests
+
+        if self.port:
             wait_for(
                 lambda: requests.get(f"{self.url}/healthz", timeout=1).status_code == 200,
-                20,
+                timeout,
                 f"{self.name} on port {self.port} (log {self.log_path})",
             )
         return self
@@ -248,13 +253,17 @@ class Service:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
 
+    def signal_stop(self):
+        if self.proc and self.proc.poll() is None:
+            # gunicorn: SIGINT is its quick shutdown (open event streams would otherwise hold a
+            # graceful stop for graceful_timeout); the worker's SIGTERM path is what we test.
+            self.kill(signal.SIGTERM if self.command == "worker" else signal.SIGINT)
+
     def stop(self, timeout: float = 20) -> int | None:
         if not self.proc:
             return None
         if self.proc.poll() is None:
-            # gunicorn: SIGINT is its quick shutdown (open event streams would otherwise hold a
-            # graceful stop for graceful_timeout); the worker's SIGTERM path is what we test.
-            self.kill(signal.SIGTERM if self.command == "worker" else signal.SIGINT)
+            self.signal_stop()
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -265,6 +274,23 @@ class Service:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def start_all(services) -> None:
+    """Start every service, then wait for each: start-ups overlap instead of adding up."""
+    for s in services:
+        s.start(wait_ready=False)
+    for s in services:
+        s.wait_ready()
+
+
+def stop_all(services) -> None:
+    """Signal every service first, then wait: stops overlap instead of adding up."""
+    services = [s for s in services if s is not None]
+    for s in services:
+        s.signal_stop()
+    for s in services:
+        s.stop()
 
 
 NGINX_CONF = """

@@ -12,18 +12,27 @@ import time
 import pytest
 import requests
 from conftest import counts, tally_from_votes
-from harness import Service, VoteLoad, free_port, wait_for
+from harness import Service, VoteLoad, free_port, start_all, stop_all, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def start_vote(env, workdir, name):
-    return Service("vote", {**env, "PORT": str(free_port()), "BIND_ADDRESS": "127.0.0.1"}, workdir, name).start()
+def vote_service(env, workdir, name):
+    return Service("vote", {**env, "PORT": str(free_port()), "BIND_ADDRESS": "127.0.0.1"}, workdir, name)
 
 
 def start_worker(env, workdir, name, **extra):
     worker_env = {**env, "WORKER_CONSUMER": name, "METRICS_PORT": "0", "WORKER_BATCH_SIZE": "50", **extra}
     return Service("worker", worker_env, workdir, name).start()
+
+
+def start_pair(env, workdir, tag):
+    vote = vote_service(env, workdir, f"vote-{tag}")
+    worker = Service(
+        "worker", {**env, "WORKER_CONSUMER": tag, "METRICS_PORT": "0", "WORKER_BATCH_SIZE": "50"}, workdir, tag
+    )
+    start_all([vote, worker])
+    return vote, worker
 
 
 def wait_drained(redis_client, stream, pg, expected_min: int, timeout: float = 60):
@@ -58,8 +67,7 @@ def audit(pg, load: VoteLoad):
 def test_kill_9_workers_mid_batch(redis_server, pg_server, pg, base_env, names, workdir):
     stream = names["VOTE_STREAM"]
     r = redis_server.client()
-    vote = start_vote(base_env, workdir, "vote-kill")
-    worker_a = start_worker(base_env, workdir, "kill-a")
+    vote, worker_a = start_pair(base_env, workdir, "kill-a")
     worker_b = final = None
     try:
         load = VoteLoad(vote.url, threads=4, max_votes=4000, seconds=8, tag="kill").start()
@@ -99,14 +107,11 @@ def test_kill_9_workers_mid_batch(redis_server, pg_server, pg, base_env, names, 
         assert audit(pg, load) == 0
         assert "reclaimed" in worker_b.logs()
     finally:
-        for s in (vote, worker_a, worker_b, final):
-            if s:
-                s.stop()
+        stop_all([vote, worker_a, worker_b, final])
 
 
 def test_postgres_restart_while_votes_flow(redis_server, pg_server, pg, base_env, names, workdir):
-    vote = start_vote(base_env, workdir, "vote-pgrestart")
-    worker = start_worker(base_env, workdir, "pgrestart")
+    vote, worker = start_pair(base_env, workdir, "pgrestart")
     try:
         load = VoteLoad(vote.url, threads=4, max_votes=4000, seconds=8, tag="pgre").start()
         time.sleep(2.0)
@@ -120,14 +125,12 @@ def test_postgres_restart_while_votes_flow(redis_server, pg_server, pg, base_env
         assert "postgres unavailable" in worker.logs()
         assert worker.proc.poll() is None, "the worker must survive a database restart"
     finally:
-        vote.stop()
-        worker.stop()
+        stop_all([vote, worker])
         pg.close()
 
 
 def test_redis_restart_while_votes_flow(redis_server, pg, base_env, names, workdir):
-    vote = start_vote(base_env, workdir, "vote-redisrestart")
-    worker = start_worker(base_env, workdir, "redisrestart")
+    vote, worker = start_pair(base_env, workdir, "redisrestart")
     try:
         load = VoteLoad(vote.url, threads=4, max_votes=4000, seconds=8, tag="rdre").start()
         time.sleep(2.0)
@@ -144,5 +147,4 @@ def test_redis_restart_while_votes_flow(redis_server, pg, base_env, names, workd
         assert worker.proc.poll() is None
         assert requests.get(f"{vote.url}/readyz", timeout=5).status_code == 200
     finally:
-        vote.stop()
-        worker.stop()
+        stop_all([vote, worker])

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 import requests
-from harness import RESULT, Service, free_port, wait_for
+from harness import RESULT, Service, free_port, start_all, stop_all, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +44,9 @@ def stack(redis_server, pg_server, workdir):
             "worker-web",
         ),
     }
-    for s in services.values():
-        s.start(wait_ready=False)
-    for s in services.values():
-        if s.port:
-            wait_for(lambda s=s: requests.get(f"{s.url}/healthz", timeout=1).ok, 30, f"{s.name} ({s.log_path})")
+    start_all(services.values())
     yield services
-    for s in services.values():
-        s.stop()
+    stop_all(services.values())
 
 
 def test_ballot_at_root_and_behind_prefix(stack):
