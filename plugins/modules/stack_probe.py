@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: (c) 2026, votingapp.stack contributors
-# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Apache License 2.0 (see LICENSE)
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ notes:
 seealso:
   - name: Operations guide
     description: What each verify message means and how to fix it (docs/operations.md in the collection).
-    link: https://github.com/votingapp/stack/blob/main/docs/operations.md
+    link: https://github.com/votingapp/votingapp.stack/blob/main/docs/operations.md
 """
 
 EXAMPLES = r"""
@@ -259,6 +259,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import re
 import socket
 import ssl
 import struct
@@ -338,9 +339,13 @@ def connect(host, port, timeout, service):
     raise last
 
 
-def probe_tcp(hop, host, port, timeout, service=None):
-    service = service or "the service"
-    sock = connect(host, port, timeout, service)
+def service_of(hop, fallback):
+    """The service a hop leads to, for messages: "worker (w1) -> postgres" -> "postgres"."""
+    return hop.rsplit("->", 1)[1].strip() if "->" in hop else fallback
+
+
+def probe_tcp(hop, host, port, timeout):
+    sock = connect(host, port, timeout, service_of(hop, "the service"))
     sock.close()
     return result(hop, "ok", "%s:%s accepts connections." % (host, port))
 
@@ -356,7 +361,7 @@ def probe_http(hop, url, expect_status, timeout, validate_certs=True):
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    sock = connect(parts.hostname, port, timeout, "the web service")
+    sock = connect(parts.hostname, port, timeout, service_of(hop, "the web service"))
     if parts.scheme == "https":
         ctx = ssl.create_default_context()
         if not validate_certs:
@@ -404,7 +409,14 @@ def probe_http(hop, url, expect_status, timeout, validate_certs=True):
     extra = {"status_code": code, "body": snippet, "url": url}
     if code in expect_status:
         return result(hop, "ok", "GET %s answered %d." % (url, code), **extra)
-    if code in (502, 503, 504) and "nginx" in body.lower():
+    auth = re.search(r'password authentication failed for user \\?"([^"\\]+)', body)
+    if auth:
+        why = (
+            "wrong database credentials for %s: the service cannot log in to postgres with the password it is "
+            "configured with. Set the same password on the service and in postgres (rerun the postgres and "
+            "service roles)." % auth.group(1)
+        )
+    elif code in (502, 503, 504) and "nginx" in body.lower():
         why = (
             "the proxy has no healthy upstream behind this path: check the next hops "
             "(the service behind it is down or unreachable)."

@@ -597,3 +597,37 @@ def test_module_rejects_unknown_privilege():
     )
     assert rc == 1
     assert "unknown privilege READ" in out["msg"]
+
+
+def test_http_readiness_body_naming_wrong_db_password():
+    # what the result service's /readyz answers (JSON, so the quotes are escaped)
+    body = (
+        b'{"reason":"postgres: FATAL:  password authentication failed for user \\"votingapp_result\\"\\n",'
+        b'"status":"unavailable"}'
+    )
+
+    class DbDown(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DbDown)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        out = run(type="http", hop="result ready", url=f"http://127.0.0.1:{server.server_address[1]}/readyz")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out["status"] == "http_error"
+    assert "wrong database credentials for votingapp_result" in out["message"]
+
+
+def test_messages_name_the_service_of_the_hop():
+    out = run(type="tcp", hop="worker (w1) -> postgres", host="127.0.0.1", port=free_port())
+    assert "so postgres is not running" in out["message"]
