@@ -2,8 +2,8 @@
 
 `make test-stack` runs these tests. They drive the real lab: six systemd host containers, the
 collection's roles deployed by playbooks/site.yml, the bastion published on 127.0.0.1.
-With CI=true the lab is removed at the end; otherwise it stays for the developer to inspect
-(`make down` removes it).
+With CI=true the lab is removed at the end (even when a test fails); otherwise it stays for the
+developer to inspect (`make down` removes it). LAB_KEEP=1 / LAB_KEEP=0 overrides either default.
 """
 
 from __future__ import annotations
@@ -131,13 +131,22 @@ def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "cond
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r})")
 
 
+def keep_lab() -> bool:
+    """Whether the lab stays up after the tests: locally yes (inspect it, `make down`), in CI no."""
+    if os.environ.get("LAB_KEEP"):
+        return os.environ["LAB_KEEP"] == "1"
+    return os.environ.get("CI", "").lower() != "true"
+
+
 @pytest.fixture(scope="session")
 def lab():
     """The lab, up and converged: lab_up.yml (idempotent, so a running lab is reused and converged)."""
     started = time.monotonic()
-    rc = run_playbook_live(PLAYBOOKS / "lab_up.yml")
-    assert rc == 0, f"playbooks/lab_up.yml failed (rc={rc}); its output is above"
-    print(f"lab_up.yml took {time.monotonic() - started:.0f}s")
-    yield
-    if os.environ.get("CI", "").lower() == "true" and os.environ.get("LAB_KEEP", "") != "1":
-        run_playbook_live(PLAYBOOKS / "lab_down.yml")
+    try:
+        rc = run_playbook_live(PLAYBOOKS / "lab_up.yml")
+        assert rc == 0, f"playbooks/lab_up.yml failed (rc={rc}); its output is above"
+        print(f"lab_up.yml took {time.monotonic() - started:.0f}s")
+        yield
+    finally:
+        if not keep_lab():
+            run_playbook_live(PLAYBOOKS / "lab_down.yml")
