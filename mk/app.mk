@@ -1,10 +1,14 @@
-# app_src: image, tests, benchmark (owned by the application).
-.PHONY: app-image test-app test-app-quick bench
-app-image: prereqs
-	@echo "app-image: not implemented yet"; exit 1
-test-app: venv
-	@echo "test-app: not implemented yet"; exit 1
-test-app-quick: venv
-	@echo "test-app-quick: not implemented yet"; exit 1
-bench: venv
-	@echo "bench: not implemented yet"; exit 1
+# app_src: tests and benchmark (owned by the application; the image is `app-image` in image.mk).
+# The tests start their own Redis, PostgreSQL, gunicorn services, nginx and chromium on loopback
+# (Debian packages installed by `make prereqs`); nothing is left running afterwards.
+.PHONY: test-app test-app-quick bench
+APP_PYTEST := cd app_src && python -m pytest -p no:cacheprovider -q -ra
+
+test-app: venv ## application tests: unit, integration (gunicorn), faults, browser (about 2-3 min)
+	$(APP_PYTEST) --durations=10
+
+test-app-quick: venv ## application tests without the slow fault and browser tests (under 1 min)
+	$(APP_PYTEST) -m "not slow"
+
+bench: venv ## bounded loopback benchmark -> docs/benchmarks/latest.json and docs/performance.md (3-5 min)
+	python app_src/bench/run.py --json docs/benchmarks/latest.json --markdown docs/performance.md

@@ -53,7 +53,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 
 
 class RedisServer:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, appendfsync: str = "always"):
+        self.appendfsync = appendfsync
         self.dir = root / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -69,7 +70,7 @@ class RedisServer:
                 "--bind", "127.0.0.1",
                 "--dir", str(self.dir),
                 "--appendonly", "yes",
-                "--appendfsync", "always",
+                "--appendfsync", self.appendfsync,
                 "--save", "",
                 "--daemonize", "no",
                 "--logfile", str(self.dir / "redis.log"),
@@ -99,7 +100,8 @@ class RedisServer:
 
 
 class PostgresServer:
-    def __init__(self):
+    def __init__(self, *, durable: bool = False):
+        self.durable = durable
         # Its own directory outside pytest's (mode 0700, owned by root): the postgres account
         # must be able to reach its data directory.
         self.root = Path(tempfile.mkdtemp(prefix="votingapp-pg-"))
@@ -135,11 +137,12 @@ class PostgresServer:
         with open(self.data / "postgresql.conf", "a") as fh:
             fh.write(
                 f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.sock}'\n"
-                # Tests measure the application; durability across a *fast* restart is still real
-                # (a clean shutdown writes everything), only an OS crash could lose data.
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                 "shared_buffers = 128MB\nmax_connections = 200\n"
             )
+            if not self.durable:
+                # Tests check behaviour, not disks: a clean or fast restart still keeps every
+                # commit; only an OS crash could lose data. The benchmark keeps fsync on.
+                fh.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
         return self
 
     def start(self):

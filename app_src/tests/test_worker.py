@@ -41,6 +41,10 @@ def test_classify_reasons():
     assert classify("5-1", {b"voter_id": b"ab", b"vote": b"Cats"}, opts).startswith("invalid voter_id")
     assert classify("5-1", {b"voter_id": b"abcdefgh", b"vote": b"Fish"}, opts).startswith("unknown option 'Fish'")
     assert classify("5-1", {b"voter_id": b"abcdefgh", b"vote": b"\xff"}, opts) == "entry is not valid UTF-8"
+    assert classify("5-1", {b"voter_id": b"abcdefgh\n", b"vote": b"Cats"}, opts).startswith("invalid voter_id")
+    assert classify("5-1", {b"voter_id": "é".encode() * 8, b"vote": b"Cats"}, opts).startswith("invalid voter_id")
+    v = classify("1700000000000-7", {b"voter_id": b"abcdefgh", b"vote": b"Dogs", b"extra": b"\xff"}, opts)
+    assert (v.voter_id, v.vote, v.ms, v.seq) == ("abcdefgh", "Dogs", 1700000000000, 7)
 
 
 def test_newest_per_voter_keeps_highest_version():

@@ -13,7 +13,7 @@ import psycopg2.pool
 from flask import Flask, Response, jsonify, render_template, stream_with_context
 from prometheus_client import Counter, Gauge, Histogram
 
-from .web import PrefixMiddleware, metrics_response
+from .web import SHUTDOWN, PrefixMiddleware, metrics_response
 
 log = logging.getLogger("votingapp.result")
 
@@ -122,7 +122,7 @@ def create_app(settings) -> Flask:
                 yield "retry: 2000\n\n"
                 last = None
                 started = last_sent = time.monotonic()
-                while time.monotonic() - started < STREAM_MAX_SECONDS:
+                while time.monotonic() - started < STREAM_MAX_SECONDS and not SHUTDOWN.is_set():
                     now = time.monotonic()
                     try:
                         tally = reader.cached(poll_s)
@@ -135,7 +135,7 @@ def create_app(settings) -> Flask:
                     elif now - last_sent >= KEEPALIVE_SECONDS:
                         last_sent = now
                         yield ": keepalive\n\n"
-                    time.sleep(poll_s)
+                    SHUTDOWN.wait(poll_s)
             finally:
                 STREAM_CLIENTS.dec()
 

@@ -6,11 +6,29 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 
 from flask import Response
 
 log = logging.getLogger("votingapp.web")
+
+# Set when this gunicorn worker is told to stop: long responses (event streams) end at once
+# instead of holding the shutdown until graceful_timeout.
+SHUTDOWN = threading.Event()
+
+
+def _chain_shutdown_signals(_worker) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(signum)
+
+        def handler(num, frame, previous=previous):
+            SHUTDOWN.set()
+            if callable(previous):
+                previous(num, frame)
+
+        signal.signal(signum, handler)
 
 
 class PrefixMiddleware:
@@ -85,6 +103,7 @@ def serve(app_factory, web, name: str) -> int:
                 "errorlog": "-",
                 "loglevel": "info",
                 "child_exit": child_exit,
+                "post_worker_init": _chain_shutdown_signals,
                 # heartbeat files on tmpfs: a slow overlay disk must not make gunicorn kill workers
                 "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,  # noqa: S108
             }

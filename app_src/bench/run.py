@@ -1,0 +1,445 @@
+"""Bounded loopback benchmark of the voting app: writes the JSON numbers and docs/performance.md.
+
+Everything runs on 127.0.0.1 with real Redis, PostgreSQL (fsync on), gunicorn and one worker
+process, started here and stopped at the end. Every load loop is bounded in count and time.
+
+Measures:
+  worker_votes_per_s  one worker process draining a pre-filled stream into committed rows
+  vote_rps/_p99_ms    POST /api/vote through gunicorn at fixed client concurrency
+  e2e_p99_ms          vote answered -> visible in the result API, at a paced 1,000 votes/s
+  result_p50_ms_*     GET /api/tally with 1,000 and with 1,000,000 votes stored
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import psycopg2  # noqa: E402
+import redis  # noqa: E402
+from harness import RESULT, PostgresServer, RedisServer, Service, VoteLoad, free_port, start_all, stop_all  # noqa: E402
+from votingapp import schema  # noqa: E402
+
+PREFILL = int(os.environ.get("BENCH_PREFILL", "200000"))
+VOTE_SECONDS = float(os.environ.get("BENCH_VOTE_SECONDS", "15"))
+VOTE_THREADS = int(os.environ.get("BENCH_VOTE_THREADS", "8"))
+E2E_RATE = float(os.environ.get("BENCH_E2E_RATE", "1000"))
+E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "10"))
+RESULT_REQUESTS = int(os.environ.get("BENCH_RESULT_REQUESTS", "2000"))
+BATCH = os.environ.get("BENCH_BATCH_SIZE", "1000")
+
+
+def pct(values, q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def group_info(r, stream: str) -> dict:
+    for g in r.xinfo_groups(stream):
+        if g["name"] == b"workers":
+            return g
+    return {}
+
+
+def bench_worker(r, env, workdir) -> dict:
+    stream = env["VOTE_STREAM"]
+    log(f"pre-filling {PREFILL} stream entries")
+    pipe = r.pipeline(transaction=False)
+    for i in range(PREFILL):
+        # 80% new voters, 20% voters changing their vote: both paths of the upsert
+        voter = f"w{(i if i % 5 else i // 5):09d}"
+        pipe.xadd(stream, {"voter_id": voter, "vote": "Cats" if i % 3 else "Dogs"})
+        if i % 2000 == 1999:
+            pipe.execute()
+    pipe.execute()
+    worker = Service(
+        "worker",
+        {**env, "WORKER_CONSUMER": "bench", "WORKER_BATCH_SIZE": BATCH, "METRICS_PORT": "0"},
+        workdir,
+        "bench-worker",
+    ).start()
+    deadline = time.monotonic() + 120
+    t_start = read_start = None
+    while time.monotonic() < deadline:
+        info = group_info(r, stream)
+        read = info.get("entries-read") or 0
+        now = time.monotonic()
+        if t_start is None and read > 0:
+            t_start, read_start = now, read
+        if read >= PREFILL and info.get("pending") == 0:
+            t_end = now
+            break
+        time.sleep(0.01)
+    else:
+        raise RuntimeError("worker did not drain the pre-filled stream within 120 s")
+    rate = (PREFILL - read_start) / (t_end - t_start)
+    log(f"worker drained {PREFILL - read_start} entries in {t_end - t_start:.2f}s: {rate:,.0f}/s")
+    return {"worker": worker, "worker_votes_per_s": round(rate), "prefill": PREFILL}
+
+
+def bench_vote(vote_url: str) -> dict:
+    log(f"vote: {VOTE_THREADS} client threads for {VOTE_SECONDS:.0f}s")
+    load = VoteLoad(vote_url, threads=VOTE_THREADS, max_votes=200000, seconds=VOTE_SECONDS, tag="rps").start()
+    load.wait(VOTE_SECONDS + 30)
+    elapsed = load.finished - load.started
+    lat = [(b - a) * 1000 for a, b in load.answered]
+    non2xx = sum(n for s, n in load.statuses.items() if not (isinstance(s, int) and 200 <= s < 300))
+    result = {
+        "vote_rps": round(len(load.answered) / elapsed),
+        "vote_p50_ms": round(pct(lat, 50), 2),
+        "vote_p99_ms": round(pct(lat, 99), 2),
+        "vote_requests": len(load.answered),
+        "vote_errors": non2xx,
+    }
+    log(f"vote: {result}")
+    return result
+
+
+def bench_e2e(vote_url: str, result_port: int, pg) -> dict:
+    with pg.cursor() as cur:
+        cur.execute("SELECT coalesce(sum(count), 0) FROM vote_counts")
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def poll():
+        conn = http.client.HTTPConnection("127.0.0.1", result_port, timeout=5)
+        while not stop.is_set():
+            conn.request("GET", "/api/tally")
+            body = conn.getresponse().read()
+            samples.append((time.monotonic(), json.loads(body)["total"]))
+            time.sleep(0.02)
+        conn.close()
+
+    # let the previous phase's backlog drain, so this phase starts from a quiet system
+    base = _wait_stable(result_port)
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    log(f"e2e: paced {E2E_RATE:.0f} votes/s for {E2E_SECONDS:.0f}s")
+    threads = max(8, int(E2E_RATE / 100))
+    load = VoteLoad(
+        vote_url, threads=threads, max_votes=int(E2E_RATE * E2E_SECONDS), seconds=E2E_SECONDS + 5, rate=E2E_RATE,
+        tag="e2e",
+    ).start()  # fmt: skip
+    load.wait(E2E_SECONDS + 30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not samples or samples[-1][1] - base < len(load.answered)):
+        time.sleep(0.05)
+    stop.set()
+    poller.join(10)
+    # A vote answered at time t entered the stream no later than the k-th XADD, where k counts
+    # the requests *sent* before t; one worker commits the stream in order, so the vote is
+    # visible once the total has grown by k. This bounds each vote's latency from above.
+    sends = sorted(a for a, _ in load.answered)
+    lat = []
+    j = 0
+    import bisect
+
+    for _sent, answered in load.answered:
+        k = bisect.bisect_right(sends, answered)
+        while j < len(samples) and samples[j][0] < answered:
+            j += 1
+        seen = next((t for t, total in samples[j:] if total - base >= k), None)
+        if seen is not None:
+            lat.append((seen - answered) * 1000)
+    achieved = len(load.answered) / (load.finished - load.started)
+    result = {
+        "e2e_p50_ms": round(pct(lat, 50), 1),
+        "e2e_p99_ms": round(pct(lat, 99), 1),
+        "e2e_rate_target": E2E_RATE,
+        "e2e_rate_achieved": round(achieved),
+        "e2e_votes": len(load.answered),
+        "e2e_unresolved": len(load.answered) - len(lat),
+    }
+    log(f"e2e: {result}")
+    return result
+
+
+def _wait_stable(result_port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", result_port, timeout=5)
+    last, since = None, time.monotonic()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        conn.request("GET", "/api/tally")
+        total = json.loads(conn.getresponse().read())["total"]
+        if total != last:
+            last, since = total, time.monotonic()
+        elif time.monotonic() - since > 1.0:
+            break
+        time.sleep(0.05)
+    conn.close()
+    return last
+
+
+def tally_latency(port: int, n: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        conn.request("GET", "/api/tally")
+        resp = conn.getresponse()
+        resp.read()
+        out.append((time.perf_counter() - t) * 1000)
+        assert resp.status == 200
+    conn.close()
+    return out
+
+
+def fill_votes(pg, n: int) -> None:
+    """n votes stored directly, with the aggregate rows the worker would have produced."""
+    with pg.cursor() as cur:
+        cur.execute("TRUNCATE votes, vote_counts")
+        cur.execute(
+            "INSERT INTO votes (voter_id, vote, version_ms, version_seq)"
+            " SELECT 'fill' || lpad(g::text, 10, '0'), CASE WHEN g %% 3 = 0 THEN 'Dogs' ELSE 'Cats' END, g, 0"
+            " FROM generate_series(1, %s) g",
+            (n,),
+        )
+        cur.execute("INSERT INTO vote_counts SELECT vote, count(*) FROM votes GROUP BY vote")
+        cur.execute("ANALYZE votes")
+
+
+def bench_result(result_port: int, pg) -> dict:
+    out = {}
+    for label, n in (("1k", 1000), ("1m", 1_000_000)):
+        log(f"result: {n:,} votes stored")
+        fill_votes(pg, n)
+        tally_latency(result_port, 200)  # warm the connection pool and caches
+        lat = tally_latency(result_port, RESULT_REQUESTS)
+        out[f"result_p50_ms_{label}"] = round(statistics.median(lat), 2)
+        out[f"result_p99_ms_{label}"] = round(pct(lat, 99), 2)
+        log(f"result at {n:,}: p50 {out[f'result_p50_ms_{label}']} ms, p99 {out[f'result_p99_ms_{label}']} ms")
+    out["result_ratio_1m_to_1k"] = round(out["result_p50_ms_1m"] / out["result_p50_ms_1k"], 2)
+    return out
+
+
+def versions() -> dict:
+    def run(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "unknown"
+
+    from importlib.metadata import version
+
+    import gunicorn
+
+    return {
+        "python": platform.python_version(),
+        "redis_server": run(["redis-server", "--version"]),
+        "postgres": run(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
+        "flask": version("flask"),
+        "gunicorn": gunicorn.__version__,
+        "redis_py": redis.__version__,
+        "psycopg2": psycopg2.__version__.split(" ")[0],
+    }
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError):
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "loadavg_at_start": os.getloadavg()[0],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--markdown", required=True)
+    args = ap.parse_args()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="votingapp-bench-"))
+    redis_server = RedisServer(workdir, appendfsync="everysec").start()
+    pg_server = PostgresServer(durable=True).init().start().provision()
+    services = []
+    results: dict = {"machine": machine(), "versions": versions()}
+    try:
+        owner = pg_server.connect()
+        schema.migrate(owner)
+        r = redis_server.client()
+        env = {**redis_server.env(), **pg_server.env(), "VOTE_STREAM": "votes", "VOTE_OPTIONS": "Cats,Dogs"}
+        w = bench_worker(r, env, workdir)
+        worker = w.pop("worker")
+        services.append(worker)
+        results.update(w)
+        web = {"BIND_ADDRESS": "127.0.0.1"}
+        vote = Service("vote", {**env, **web, "PORT": str(free_port())}, workdir, "bench-vote")
+        result_port = free_port()
+        result = Service(
+            "result", {**env, **web, **pg_server.env(RESULT), "PORT": str(result_port)}, workdir, "bench-result"
+        )
+        start_all([vote, result])
+        services += [vote, result]
+        results.update(bench_vote(vote.url))
+        results.update(bench_e2e(vote.url, result_port, owner))
+        results.update(bench_result(result_port, owner))
+        owner.close()
+    finally:
+        stop_all(services)
+        pg_server.destroy()
+        redis_server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["settings"] = {
+        "worker_batch_size": int(BATCH),
+        "worker_block_ms": 100,
+        "gunicorn": "2 workers x gthread (vote 8 threads, result 32 threads)",
+        "redis": "appendonly yes, appendfsync everysec",
+        "postgres": "15, fsync on, synchronous_commit on, shared_buffers 128MB",
+        "prefill_entries": PREFILL,
+        "vote_client_threads": VOTE_THREADS,
+        "vote_seconds": VOTE_SECONDS,
+        "e2e_seconds": E2E_SECONDS,
+        "result_requests": RESULT_REQUESTS,
+    }
+    results["load_generator"] = (
+        "app_src/tests/harness.py VoteLoad: Python threads, one keep-alive http.client connection each, "
+        "a new voter per request (voter_id cookie), running on the same 2 cores as the services"
+    )
+    results["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    keys = ("worker_votes_per_s", "vote_rps", "vote_p99_ms", "e2e_p99_ms", "result_p50_ms_1m", "result_p50_ms_1k")
+    ordered = {k: results[k] for k in keys} | {k: v for k, v in results.items() if k not in keys}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(ordered, indent=2) + "\n")
+    Path(args.markdown).write_text(render_markdown(ordered))
+    log(f"wrote {args.json} and {args.markdown} in {results['duration_s']}s")
+    return 0
+
+
+def render_markdown(r: dict) -> str:
+    m, v, s = r["machine"], r["versions"], r["settings"]
+
+    def ok(value, target, lower_is_better=False):
+        good = value < target if lower_is_better else value >= target
+        return "met" if good else "NOT met"
+
+    rows = [
+        ("metric", "value", "target", "verdict"),
+        ("---", "---", "---", "---"),
+        (
+            f"`worker_votes_per_s`: one worker, pre-filled stream of {r['prefill']:,} entries -> committed rows",
+            f"{r['worker_votes_per_s']:,}",
+            ">= 20,000",
+            ok(r["worker_votes_per_s"], 20000),
+        ),
+        (
+            f"`vote_rps`: POST /api/vote through gunicorn, {s['vote_client_threads']} client threads",
+            f"{r['vote_rps']:,}",
+            "report",
+            "",
+        ),
+        (f"`vote_p99_ms` (p50 {r['vote_p50_ms']} ms)", str(r["vote_p99_ms"]), "report", ""),
+        (
+            f"`e2e_p99_ms`: answered -> visible in /api/tally (p50 {r['e2e_p50_ms']} ms), "
+            f"{r['e2e_rate_achieved']:,} votes/s achieved of {r['e2e_rate_target']:,.0f} asked",
+            str(r["e2e_p99_ms"]),
+            "< 1,000",
+            ok(r["e2e_p99_ms"], 1000, True),
+        ),
+        (
+            "`result_p50_ms_1m`: GET /api/tally with 1,000,000 votes stored",
+            str(r["result_p50_ms_1m"]),
+            "< 10",
+            ok(r["result_p50_ms_1m"], 10, True),
+        ),
+        ("`result_p50_ms_1k`: baseline in the same run, 1,000 votes", str(r["result_p50_ms_1k"]), "", ""),
+        ("ratio 1M / 1k", str(r["result_ratio_1m_to_1k"]), "<= 2", ok(r["result_ratio_1m_to_1k"], 2.0001, True)),
+    ]
+    table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return f"""# Performance
+
+Measured by `make bench` ({r["date"]}, {r["duration_s"]} s). Raw numbers:
+[`docs/benchmarks/latest.json`](benchmarks/latest.json). Every figure is one real run on
+loopback; nothing is extrapolated.
+
+## Results
+
+{table}
+
+Vote errors during the rps phase: {r["vote_errors"]}. Votes whose e2e bound could not be
+resolved before the end of the run: {r["e2e_unresolved"]}.
+
+## Machine and versions
+
+- {m["cpus"]} CPUs ({m["cpu_model"]}), {m["memory"]} RAM, kernel {m["kernel"]}; load average at start
+  {m["loadavg_at_start"]:.2f}. The machine is shared: other jobs ran at the same time, so treat the
+  figures as lower bounds.
+- Python {v["python"]}, Flask {v["flask"]}, gunicorn {v["gunicorn"]}, redis-py {v["redis_py"]},
+  psycopg2 {v["psycopg2"]}; {v["redis_server"]}; {v["postgres"]}.
+- Settings: worker batch {s["worker_batch_size"]}, block {s["worker_block_ms"]} ms; gunicorn {s["gunicorn"]};
+  Redis {s["redis"]}; PostgreSQL {s["postgres"]}.
+
+## Commands
+
+    make bench        # this page and docs/benchmarks/latest.json (bounded: about 2-4 minutes)
+
+Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE`, `BENCH_VOTE_THREADS`,
+`BENCH_VOTE_SECONDS`, `BENCH_E2E_RATE`, `BENCH_E2E_SECONDS`, `BENCH_RESULT_REQUESTS`.
+
+## Method
+
+- Load generator: {r["load_generator"]}. The client competes with the services for the same CPUs,
+  so `vote_rps` is a floor for what gunicorn can serve; `wrk` on a separate host would report more.
+- Worker: the stream is filled first (80% new voters, 20% vote changes), then one `worker` process
+  starts; the rate counts entries from its first read to the last acknowledgement (`XINFO GROUPS`
+  entries-read and pending), i.e. read + validate + one upsert statement per batch + COMMIT + XACK/XDEL.
+- End to end: votes are paced at the target rate while a client polls `/api/tally` every 20 ms. Each
+  vote's latency is bounded from above: a vote answered at time t was at most the k-th entry of the
+  stream, k = requests sent before t, and one worker commits the stream in order, so the vote is
+  visible once the total has grown by k. The 20 ms polling adds up to 20 ms.
+- Result: votes are stored directly with SQL together with their aggregate rows (as the worker
+  keeps them), then `/api/tally` is requested {s["result_requests"]} times over one keep-alive
+  connection. The API reads the `vote_counts` table (one row per option), never `votes`, so its cost
+  does not depend on the number of votes.
+
+## Why it is fast
+
+- vote: one `XADD` per request over a pooled connection; no per-request connection set-up.
+- worker: one `XREADGROUP` per batch, one `INSERT .. ON CONFLICT` statement (upsert of the newest
+  entry per voter + aggregate deltas from `RETURNING`) per batch, one COMMIT, one pipelined
+  `XACK`+`XDEL`. The classic app's fixed sleep and per-vote round trips are gone.
+- result: reads a few aggregate rows; event streams share one read per poll interval per process.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
