@@ -10,7 +10,7 @@ module: stack_probe
 short_description: Probe one hop of the voting app's data path and explain what is wrong in plain words
 version_added: "0.1.0"
 description:
-  - Runs one read-only probe from the host it executes on (run it on the host that owns the flow:
+  - Runs one read-only probe from the host it executes on (run it on the host that owns the flow,
     the vote host for vote -> Redis, the worker host for worker -> Postgres, and so on).
   - C(tcp) connects to a port and tells a refused connection (nothing listens) from a timeout
     (packets dropped by a firewall, security group or network policy) and from a name that does not resolve.
@@ -24,7 +24,7 @@ description:
   - Every result carries O(hop), a RV(status) word and a RV(message) in plain words with the likely fix.
     A broken hop is a result, not a task failure, unless O(fail_on_error=true).
 author:
-  - votingapp.stack contributors
+  - votingapp.stack maintainers (@votingapp)
 options:
   type:
     description: Which probe to run.
@@ -78,8 +78,8 @@ options:
     type: str
   expect_privileges:
     description:
-      - Table privileges O(user) must hold, for O(type=postgres), as a mapping of privilege to tables,
-        for example C({SELECT: [vote_counts], INSERT: [votes]}).
+      - Table privileges O(user) must hold, for O(type=postgres), as a mapping of privilege to a list of tables,
+        for example C(SELECT) to C([vote_counts]) and C(INSERT) to C([votes]).
       - A missing privilege gives RV(status=no_grant) and names the privilege and table.
     type: dict
     default: {}
@@ -105,9 +105,10 @@ attributes:
     description: Every probe is read-only and also runs in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
   idempotent:
     support: full
-    description: Never changes anything; RV(changed) is always false.
+    description: Never changes anything; C(changed) is always false.
 notes:
   - Run the probe on the host that owns the flow (for example with C(delegate_to)) so that firewalls
     and security groups are tested on the real path.
@@ -167,7 +168,7 @@ hop:
 status:
   description:
     - C(ok) when the hop works. Otherwise one word for what is wrong
-      C(refused) (nothing listens), C(timeout) (no answer: dropped by a firewall, security group or network policy,
+      C(refused) (nothing listens), C(timeout) (no answer, dropped by a firewall, security group or network policy,
       or a hung service), C(unreachable) (no route), C(dns_error), C(http_error) (unexpected status code),
       C(tls_error), C(auth_failed) (wrong password), C(rejected) (server refuses this client, for example pg_hba),
       C(no_database), C(no_table), C(no_grant), C(query_error), C(no_group), C(no_stream), C(stalled), C(error).
@@ -255,6 +256,7 @@ samples:
 import base64
 import contextlib
 import errno
+import functools
 import hashlib
 import hmac
 import http.client
@@ -537,13 +539,13 @@ class PgClient:
 
     def query(self, sql):
         self.send(b"Q", sql.encode() + b"\0")
-        rows, error = [], None
+        rows, errors = [], []
         while True:
             kind, payload = self.read_message()
             if kind == b"D":
                 count = struct.unpack("!H", payload[:2])[0]
                 pos, row = 2, []
-                for _ in range(count):
+                for _column in range(count):
                     size = struct.unpack("!i", payload[pos : pos + 4])[0]
                     pos += 4
                     if size < 0:
@@ -553,10 +555,10 @@ class PgClient:
                         pos += size
                 rows.append(row)
             elif kind == b"E":
-                error = PgError(self._fields(payload))
+                errors.append(PgError(self._fields(payload)))
             elif kind == b"Z":
-                if error:
-                    raise error
+                if errors:
+                    raise errors[0]
                 return rows
 
     def close(self):
@@ -707,7 +709,7 @@ class RespClient:
             size = int(rest)
             if size < 0:
                 return None
-            return [self._read() for _ in range(size)]
+            return [self._read() for _item in range(size)]
         raise ConnectionError("unexpected reply %r: is this the redis port?" % line[:40])
 
     def close(self):
@@ -865,15 +867,18 @@ def run_probe(params):
     port = params.get("port")
     if kind == "tcp":
         hop = params.get("hop") or "tcp %s:%s" % (params["host"], port)
-        runner = lambda: probe_tcp(hop, params["host"], port, timeout)  # noqa: E731
+        runner = functools.partial(probe_tcp, hop, params["host"], port, timeout)
     elif kind == "http":
         hop = params.get("hop") or "GET %s" % params["url"]
-        runner = lambda: probe_http(hop, params["url"], params["expect_status"], timeout, params["validate_certs"])  # noqa: E731
+        runner = functools.partial(
+            probe_http, hop, params["url"], params["expect_status"], timeout, params["validate_certs"]
+        )
     elif kind == "postgres":
         port = port or 5432
         hop = params.get("hop") or "postgres %s@%s:%s/%s" % (params["user"], params["host"], port, params["db"])
         privileges = {k.upper(): list(v or []) for k, v in (params.get("expect_privileges") or {}).items()}
-        runner = lambda: probe_postgres(  # noqa: E731
+        runner = functools.partial(
+            probe_postgres,
             hop,
             params["host"],
             port,
@@ -892,7 +897,8 @@ def run_probe(params):
             params["host"],
             port,
         )
-        runner = lambda: probe_redis_stream(  # noqa: E731
+        runner = functools.partial(
+            probe_redis_stream,
             hop,
             params["host"],
             port,

@@ -81,7 +81,7 @@ def full_backlog_port():
     server.listen(0)
     port = server.getsockname()[1]
     fillers = []
-    for _ in range(10):
+    for _round in range(10):
         c = socket.socket()
         c.settimeout(0.5)
         fillers.append(c)
@@ -202,7 +202,7 @@ def test_http_non_http_port():
         server.listen(1)
 
         def answer_garbage():
-            conn, _ = server.accept()
+            conn, _peer = server.accept()
             conn.recv(1024)
             conn.sendall(b"-ERR not http\r\n")
             conn.close()
@@ -458,7 +458,7 @@ def test_redis_stalled_when_backlog_grows_while_consumers_poll(redis, stream):
 
     def producer_and_poller():
         p = client(redis)
-        for _ in range(20):  # bounded: at most 20 rounds of 50 ms
+        for _round in range(20):  # bounded: at most 20 rounds of 50 ms
             if stop.is_set():
                 break
             p.command("XADD", name, "*", "vote", "Cats")
@@ -485,7 +485,7 @@ def test_redis_draining(redis, stream):
 
     def consumer():
         w = client(redis)
-        for _ in range(30):  # bounded
+        for _round in range(30):  # bounded
             if stop.is_set():
                 break
             entries = w.command("XREADGROUP", "GROUP", "workers", "w1", "COUNT", "2", "STREAMS", name, ">")
