@@ -104,11 +104,14 @@ def serve(app_factory, web, name: str) -> int:
                 "loglevel": "info",
                 "child_exit": child_exit,
                 "post_worker_init": _chain_shutdown_signals,
+                # no runtime control socket: nothing uses it, and the non-root user has no home
+                "control_socket_disable": True,
                 # heartbeat files on tmpfs: a slow overlay disk must not make gunicorn kill workers
                 "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,  # noqa: S108
             }
             for key, value in settings.items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:  # control_socket_* only exists from gunicorn 24
+                    self.cfg.set(key, value)
 
         def load(self):
             return app_factory()
