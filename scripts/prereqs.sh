@@ -47,9 +47,19 @@ ensure_dockerd() {
   die "dockerd did not answer within 60 s (see /var/log/dockerd.log above)"
 }
 
-# Content hash of an image's recipe plus the CA bundle it bakes in: the cache key.
+# Bump when build_base's procedure changes; the base image is rebuilt then.
+BASE_RECIPE_VERSION=1
+
+# The cache key of an image: its recipe, plus what it inherits (CA bundle, parent image id).
 recipe_hash() {
-  cat "$@" /etc/ssl/certs/ca-certificates.crt "$here/prereqs.sh" 2>/dev/null | sha256sum | cut -c1-16
+  { cat "$@"; echo "$BASE_RECIPE_VERSION"; } | sha256sum | cut -c1-16
+}
+
+docker_build() {  # name hash context
+  local log=/tmp/votingapp-build-${1//[:\/]/_}.log
+  # The classic builder: docker.io from Debian ships without buildx.
+  DOCKER_BUILDKIT=0 docker build --label "votingapp.recipe=$2" -t "$1" "$3" >"$log" 2>&1 \
+    || { tail -30 "$log" >&2; die "building $1 failed (full log: $log)"; }
 }
 
 image_current() {  # image hash
@@ -58,7 +68,7 @@ image_current() {  # image hash
 
 build_base() {
   local name=votingapp-base:bookworm hash
-  hash=$(recipe_hash "$repo/images/base/Dockerfile")
+  hash=$(recipe_hash "$repo/images/base/Dockerfile" /etc/ssl/certs/ca-certificates.crt)
   if image_current "$name" "$hash"; then log "$name is current"; return; fi
   is_root || die "building $name uses debootstrap, which needs root"
   local rootfs
@@ -71,28 +81,28 @@ build_base() {
     cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
     chroot "$rootfs" update-ca-certificates >/dev/null
   fi
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import -c 'CMD ["/bin/bash"]' - votingapp-rootfs:bookworm >/dev/null
   rm -rf "$rootfs"
-  DOCKER_BUILDKIT=0 docker build -q --label "votingapp.recipe=$hash" -t "$name" "$repo/images/base" >/dev/null
+  docker_build "$name" "$hash" "$repo/images/base"
   log "built $name"
 }
 
-build_from_dockerfile() {  # name dir
-  local name=$1 dir=$2 hash
-  hash=$(recipe_hash "$dir/Dockerfile" "$repo/images/base/Dockerfile")
+build_from_dockerfile() {  # name dir parent
+  local name=$1 dir=$2 parent=$3 hash
+  hash=$(recipe_hash "$dir/Dockerfile" <(docker image inspect -f '{{.Id}}' "$parent"))
   if image_current "$name" "$hash"; then log "$name is current"; return; fi
   log "building $name"
-  DOCKER_BUILDKIT=0 docker build -q --label "votingapp.recipe=$hash" -t "$name" "$dir" >/dev/null
+  docker_build "$name" "$hash" "$dir"
   log "built $name"
 }
 
 ensure_images() {
   build_base
-  build_from_dockerfile votingapp-host:bookworm "$repo/images/host"
-  build_from_dockerfile votingapp-host-docker:bookworm "$repo/images/host-docker"
-  build_from_dockerfile votingapp-python:bookworm "$repo/images/python"
-  build_from_dockerfile votingapp-redis:7 "$repo/images/redis"
+  build_from_dockerfile votingapp-host:bookworm "$repo/images/host" votingapp-base:bookworm
+  build_from_dockerfile votingapp-host-docker:bookworm "$repo/images/host-docker" votingapp-host:bookworm
+  build_from_dockerfile votingapp-python:bookworm "$repo/images/python" votingapp-base:bookworm
+  build_from_dockerfile votingapp-redis:7 "$repo/images/redis" votingapp-base:bookworm
 }
 
 case "${1:-all}" in
