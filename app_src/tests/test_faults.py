@@ -98,14 +98,14 @@ def test_kill_9_workers_mid_batch(redis_server, pg_server, pg, base_env, names, 
         assert held, "worker A should have been holding unacknowledged entries"
         # B reclaims what A had read but not acknowledged
         worker_b = start_worker(base_env, workdir, "kill-b", WORKER_CLAIM_IDLE_MS="500")
-        time.sleep(2.0)
+        wait_for(lambda: "reclaimed" in worker_b.logs(), 30, "worker B to reclaim worker A's entries")
+        time.sleep(1.0)
         worker_b.kill(signal.SIGKILL)  # wherever it is
         final = start_worker(base_env, workdir, "kill-c", WORKER_CLAIM_IDLE_MS="500")
         load.wait(30)
         assert len(load.accepted) > 200, load.statuses
         wait_drained(r, stream, pg, len(load.accepted))
         assert audit(pg, load) == 0
-        assert "reclaimed" in worker_b.logs()
     finally:
         stop_all([vote, worker_a, worker_b, final])
 

@@ -20,6 +20,7 @@ import signal
 import socketserver
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -152,6 +153,8 @@ class Worker:
         self.next_claim = 0.0
         self.claim_cursor = "0-0"
         self.next_stats = 0.0
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._prefetch = None
         self.redis_ok = False
         self.pg_ok = False
 
@@ -320,12 +323,40 @@ class Worker:
     def run_once(self) -> int:
         """One iteration; returns the number of entries handled (tests drive this directly)."""
         self._ensure_group()
-        entries = self._claim() or self._read()
+        entries = self._claim()
+        if not entries:
+            if self._prefetch is not None:
+                future, self._prefetch = self._prefetch, None
+                entries = future.result()
+            else:
+                entries = self._read()
         self.redis_ok = True
         if entries:
+            if self._prefetch is None and not self.read_own_pending and not self.stop.is_set():
+                # While PostgreSQL commits this batch, Redis already delivers the next one.
+                self._prefetch = self._prefetcher.submit(self._read)
             self.process(entries)
         self._stats()
         return len(entries)
+
+    def _discard_prefetch(self) -> None:
+        """After an error: prefetched entries stay pending under our name and are read again."""
+        if self._prefetch is not None:
+            with contextlib.suppress(Exception):
+                self._prefetch.result(timeout=30)
+            self._prefetch = None
+
+    def _finish_prefetch(self) -> None:
+        """On stop: commit what was already read, or leave it pending for the next start."""
+        if self._prefetch is None:
+            return
+        try:
+            entries = self._prefetch.result(timeout=30)
+            self._prefetch = None
+            if entries:
+                self.process(entries)
+        except Exception as exc:  # the entries stay pending: re-read at restart or reclaimed
+            log.warning("stopping with a batch left pending (%s)", exc.__class__.__name__)
 
     def run(self) -> int:
         delay = 0.1
@@ -358,9 +389,12 @@ class Worker:
                 )
                 self._drop_pg()
             # Entries of the failed batch stay pending under our name and are read again first.
+            self._discard_prefetch()
             self.read_own_pending = True
             self.stop.wait(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
             delay = min(delay * 2, 5.0)
+        self._finish_prefetch()
+        self._prefetcher.shutdown(wait=False)
         log.info("worker %s stopped", self.s.consumer)
         self._drop_pg()
         return 0
