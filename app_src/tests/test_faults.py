@@ -110,9 +110,13 @@ def test_kill_9_workers_mid_batch(redis_server, pg_server, pg, base_env, names, 
         stop_all([vote, worker_a, worker_b, final])
 
 
-def test_postgres_restart_while_votes_flow(redis_server, pg_server, pg, base_env, names, workdir):
+def test_postgres_restart_while_votes_flow(redis_server, pg_server, pg, base_env, result_env, names, workdir):
     vote, worker = start_pair(base_env, workdir, "pgrestart")
+    result = Service(
+        "result", {**result_env, "PORT": str(free_port()), "BIND_ADDRESS": "127.0.0.1"}, workdir, "result-pgrestart"
+    ).start()
     try:
+        assert requests.get(f"{result.url}/api/tally", timeout=5).status_code == 200  # pools a connection
         load = VoteLoad(vote.url, threads=4, max_votes=4000, seconds=8, tag="pgre").start()
         time.sleep(2.0)
         pg_server.restart(down_seconds=2.0)
@@ -124,8 +128,12 @@ def test_postgres_restart_while_votes_flow(redis_server, pg_server, pg, base_env
         assert audit(pg, load) == 0
         assert "postgres unavailable" in worker.logs()
         assert worker.proc.poll() is None, "the worker must survive a database restart"
+        # result's pooled connections died with the restart: the next request still answers
+        tally = requests.get(f"{result.url}/api/tally", timeout=5)
+        assert tally.status_code == 200
+        assert tally.json()["total"] == len(load.accepted)
     finally:
-        stop_all([vote, worker])
+        stop_all([vote, worker, result])
         pg.close()
 
 

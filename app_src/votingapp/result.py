@@ -3,13 +3,13 @@ the number of votes), served as a page, a JSON API and a server-sent event strea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
 
 import psycopg2
-import psycopg2.pool
 from flask import Flask, Response, jsonify, render_template, stream_with_context
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -37,41 +37,56 @@ class TallyReader:
     def __init__(self, settings):
         self.settings = settings
         self.options = settings.options
-        self._pool = None
+        self._idle: list = []
+        self._max_idle = 8
         self._pool_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._cached: dict | None = None
         self._cached_at = 0.0
 
-    def _get_pool(self):
+    def _getconn(self):
         with self._pool_lock:
-            if self._pool is None:
-                self._pool = psycopg2.pool.ThreadedConnectionPool(
-                    0, self.settings.web.threads + 2, **self.settings.postgres.connect_kwargs("votingapp-result")
-                )
-            return self._pool
+            if self._idle:
+                return self._idle.pop()
+        conn = psycopg2.connect(**self.settings.postgres.connect_kwargs("votingapp-result"))
+        conn.set_session(readonly=True, autocommit=True)
+        return conn
+
+    def _putconn(self, conn, broken: bool) -> None:
+        # psycopg2's own pools close every connection above minconn on return, which would make
+        # each request pay a new backend and a SCRAM handshake; this one keeps them (LIFO).
+        if broken or conn.closed:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+            return
+        with self._pool_lock:
+            if len(self._idle) < self._max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     def read(self) -> dict:
-        pool = self._get_pool()
         started = time.perf_counter()
-        try:
-            conn = pool.getconn()
-        except psycopg2.Error as exc:
-            DB_ERRORS.inc()
-            raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
-        broken = False
-        try:
-            if conn.autocommit is False:
-                conn.set_session(readonly=True, autocommit=True)
-            with conn.cursor() as cur:
-                cur.execute("SELECT vote, count FROM vote_counts")
-                rows = cur.fetchall()
-        except psycopg2.Error as exc:
-            DB_ERRORS.inc()
-            broken = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) or conn.closed != 0
-            raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
-        finally:
-            pool.putconn(conn, close=broken)
+        for attempt in (1, 2):
+            try:
+                conn = self._getconn()
+            except psycopg2.Error as exc:
+                DB_ERRORS.inc()
+                raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
+            broken = False
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT vote, count FROM vote_counts")
+                    rows = cur.fetchall()
+                break
+            except psycopg2.Error as exc:
+                DB_ERRORS.inc()
+                broken = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) or conn.closed != 0
+                # an idle connection that died with a database restart: one retry on a fresh one
+                if not (broken and attempt == 1):
+                    raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
+            finally:
+                self._putconn(conn, broken)
         QUERY_SECONDS.observe(time.perf_counter() - started)
         counts = dict(rows)
         tally = {option: int(counts.get(option, 0)) for option in self.options}
