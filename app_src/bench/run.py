@@ -301,7 +301,11 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown", required=True)
+    ap.add_argument("--render-only", action="store_true", help="rewrite the markdown from the JSON, no run")
     args = ap.parse_args()
+    if args.render_only:
+        Path(args.markdown).write_text(render_markdown(json.loads(Path(args.json).read_text())))
+        return 0
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="votingapp-bench-"))
     redis_server = RedisServer(workdir, appendfsync="everysec").start()
@@ -388,8 +392,10 @@ def render_markdown(r: dict) -> str:
             f"`e2e_p99_ms`: answered -> visible in /api/tally (p50 {r['e2e_p50_ms']} ms), "
             f"{r['e2e_rate_achieved']:,} votes/s achieved of {r['e2e_rate_target']:,.0f} asked",
             str(r["e2e_p99_ms"]),
-            "< 1,000",
-            ok(r["e2e_p99_ms"], 1000, True),
+            "< 1,000 at 1,000/s",
+            ok(r["e2e_p99_ms"], 1000, True)
+            if r["e2e_rate_achieved"] >= 0.95 * r["e2e_rate_target"]
+            else "not shown: the load generator did not reach the rate",
         ),
         (
             "`result_p50_ms_1m`: GET /api/tally with 1,000,000 votes stored",
@@ -408,6 +414,16 @@ def render_markdown(r: dict) -> str:
         ("ratio 1M / 1k", str(r["result_ratio_1m_to_1k"]), "<= 2", ok(r["result_ratio_1m_to_1k"], 2.0001, True)),
     ]
     table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    load, cpus = m["loadavg_at_start"], m["cpus"] or 1
+    contention = (
+        f"Reading these numbers: the load average was {load:.1f} on {cpus} CPUs when the run started "
+        "(other jobs shared the machine), so each process got a fraction of a CPU and every wall-clock "
+        "figure is a lower bound. The worker's cost per vote "
+        f"({r['worker_votes_per_cpu_s']:,} votes per CPU-second of the worker process) moves least with "
+        "that contention; the wall-clock drain rate also needs Redis and PostgreSQL to get CPU time."
+        if load > cpus
+        else f"The machine was quiet (load average {load:.1f} on {cpus} CPUs) when the run started."
+    )
     return f"""# Performance
 
 Measured by `make bench` ({r["date"]}, {r["duration_s"]} s). Raw numbers:
@@ -417,6 +433,8 @@ loopback; nothing is extrapolated.
 ## Results
 
 {table}
+
+{contention}
 
 Vote errors during the rps phase: {r["vote_errors"]}. Votes whose e2e bound could not be
 resolved before the end of the run: {r["e2e_unresolved"]}.
