@@ -13,9 +13,9 @@ class ModuleDocFragment(object):
     DOCUMENTATION = r"""
 options: {}
 notes:
-  - The module belongs to the action group C(votingapp.stack.aws), so
-    C(module_defaults: {group/votingapp.stack.aws: {endpoint_url: ..., region: ...}}) sets the
-    connection options once, the same way as C(group/amazon.aws.aws).
+  - The module belongs to the action group C(votingapp.stack.aws), so C(module_defaults) for
+    C(group/votingapp.stack.aws) sets the connection options (O(endpoint_url), O(region), ...)
+    once, the same way as C(group/amazon.aws.aws).
   - Every API call is retried with jittered exponential backoff on throttling and transient errors.
   - Tested against a moto server (see C(docs/aws.md) in the collection); moto never runs health checks.
 requirements:

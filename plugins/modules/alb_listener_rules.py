@@ -25,7 +25,7 @@ description:
   - The listener and its default action are not managed here; create them with
     M(amazon.aws.elb_application_lb) without C(Rules).
 author:
-  - votingapp.stack contributors
+  - votingapp.stack maintainers (@votingapp)
 options:
   listener_arn:
     description: ARN of the listener whose rules are managed.

@@ -20,7 +20,7 @@ description:
     them are healthy, and fails with the reasons and hints when O(wait_timeout) runs out.
     It stops early when no target is still in an initial state and O(fail_fast=true).
 author:
-  - votingapp.stack contributors
+  - votingapp.stack maintainers (@votingapp)
 options:
   target_groups:
     description: Target group names or ARNs.
@@ -60,6 +60,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
   idempotent:
     support: full
     description: Never changes anything.

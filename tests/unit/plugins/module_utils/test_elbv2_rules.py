@@ -181,7 +181,7 @@ def test_name_tag_lets_conditions_change_in_place():
     have = existing(("a", 4, "/vote*", "vote"))
     plan = rules.plan_rules(have, [want("/ballot*", name="vote")])
     assert plan["create"] == [] and plan["delete"] == []
-    assert [arn for arn, _ in plan["modify"]] == ["a"]
+    assert [arn for arn, _rule in plan["modify"]] == ["a"]
     assert plan["after"][0]["priority"] == 4
 
 
@@ -194,7 +194,7 @@ def test_content_match_adopts_an_untagged_rule_and_tags_it():
 def test_action_change_is_modified_in_place():
     have = existing(("a", 1, "/vote*"))
     plan = rules.plan_rules(have, [want("/vote*", tg="result")])
-    assert [arn for arn, _ in plan["modify"]] == ["a"]
+    assert [arn for arn, _rule in plan["modify"]] == ["a"]
     assert plan["create"] == [] and plan["delete"] == []
 
 
@@ -261,7 +261,7 @@ def simulate(current, batches):
     state = dict(current)
     for batch in batches:
         held = set(state.values())
-        targets = [p for _, p in batch]
+        targets = [p for _arn, p in batch]
         assert len(set(targets)) == len(targets)
         for _arn, prio in batch:
             assert prio not in held, f"batch {batch!r} moves onto held priority {prio}"
@@ -287,7 +287,7 @@ def test_chain_moves_in_dependency_order():
 
 def test_random_permutations_never_collide():
     rng = random.Random(7)
-    for _ in range(200):
+    for _attempt in range(200):
         n = rng.randint(1, 8)
         arns = [f"r{i}" for i in range(n)]
         prios = rng.sample(range(1, 20), n)
