@@ -97,8 +97,10 @@ def test_aws_up_then_down(aws, playbook, up_vars):
         (r["Conditions"][0].get("Values") or r["Conditions"][0]["PathPatternConfig"]["Values"], r["Actions"][0])
         for r in rules
     ]
-    assert [paths for paths, _ in routed] == [["/vote*"], ["/result*"]]
-    forward_to = [a.get("TargetGroupArn") or a["ForwardConfig"]["TargetGroups"][0]["TargetGroupArn"] for _, a in routed]
+    assert [paths for paths, _action in routed] == [["/vote*"], ["/result*"]]
+    forward_to = [
+        a.get("TargetGroupArn") or a["ForwardConfig"]["TargetGroups"][0]["TargetGroupArn"] for _paths, a in routed
+    ]
     assert forward_to == [tgs[f"{STACK}-vote"]["TargetGroupArn"], tgs[f"{STACK}-result"]["TargetGroupArn"]]
     vote_ids = {i["InstanceId"] for i in instances if {"Key": "votingapp-group", "Value": "vote"} in i["Tags"]}
     registered = elb.describe_target_health(TargetGroupArn=tgs[f"{STACK}-vote"]["TargetGroupArn"])
