@@ -12,4 +12,4 @@ lab-down: venv collection-link ## remove the lab's containers, networks and volu
 # Brings the lab up (or converges the running one), then votes, faults and a browser through the
 # bastion. With CI=true the lab is removed at the end; locally it stays up (`make down`).
 test-stack: prereqs venv collection-link app-image ## the lab end to end: votes, idempotence, fault injection, browser
-	python -m pytest -v -p no:cacheprovider tests/stack
+	LAB_ARGS='$(LAB_ARGS)' python -m pytest -v -p no:cacheprovider tests/stack
