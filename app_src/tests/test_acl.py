@@ -32,6 +32,7 @@ def acl_users(redis_server, names):
     r.execute_command("ACL", "DELUSER", vote_user, worker_user)
 
 
+@pytest.mark.slow
 def test_services_work_with_least_privilege_users(acl_users, base_env, redis_server, pg, names, workdir):
     vote_user, vote_pw = acl_users["vote"]
     worker_user, worker_pw = acl_users["worker"]
@@ -65,6 +66,7 @@ def test_services_work_with_least_privilege_users(acl_users, base_env, redis_ser
         stop_all([vote, worker])
 
 
+@pytest.mark.slow
 def test_wrong_password_is_reported_without_the_password(base_env, workdir):
     vote = Service(
         "vote",
