@@ -26,9 +26,9 @@ ALLOWED = {
         ("lab-result", "lab-postgres"),
     ]
 }
-# Networks with a way out of the lab: the bastion's published port, the Debian archive for the
-# PostgreSQL host's packages.
-NOT_INTERNAL = {"lab-public", "lab-egress-postgres"}
+# Networks with a way out of the lab: the bastion's published port, and one single-member NAT
+# network per other host for the Debian archive (the roles run apt).
+NOT_INTERNAL = {"lab-public"} | {f"lab-egress-{h}" for h in ("vote", "result", "worker", "redis", "postgres")}
 
 
 def host_addresses() -> list[dict]:
@@ -136,3 +136,10 @@ def test_stack_probe_names_blocked_flows_as_timeouts(lab):
     # The allowed flows, same probe and addresses: the host answers (nothing listens on :22).
     for src, dst in (("lab-vote", "lab-redis"), ("lab-result", "lab-postgres")):
         assert by_src[src][dst]["status"] == "refused", by_src[src][dst]["message"]
+
+
+def test_egress_networks_hold_one_host_each(lab):
+    for name in NOT_INTERNAL - {"lab-public"}:
+        net = json.loads(docker("network", "inspect", name).stdout)[0]
+        members = [c["Name"] for c in net["Containers"].values()]
+        assert members == [name.replace("lab-egress-", "lab-")], f"{name} holds {members}"
