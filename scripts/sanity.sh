@@ -13,6 +13,15 @@ mkdir -p "$tmp/ansible_collections/votingapp"
 mv "$tmp/ansible_collections/votingapp" "$tmp/ansible_collections/stack.tmp"
 mkdir -p "$tmp/ansible_collections/votingapp"
 mv "$tmp/ansible_collections/stack.tmp" "$tmp/ansible_collections/votingapp/stack"
+# ansible-test bootstraps pip in its venvs with a script it downloads from a host we cannot reach;
+# give it the offline equivalent under the cache name it looks for.
+pip_version=$(python -c 'from ansible_test._internal.python_requirements import get_venv_packages as g
+class P: version = ""
+print(g(P())["pip"])')
+cache="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+mkdir -p "$(dirname "$cache")"
+cp "$repo/scripts/ansible_test_get_pip.py" "$cache"
+
 cd "$tmp/ansible_collections/votingapp/stack"
 # ansible-test uses git to list the collection's files when it is a repository.
 git init -q && git add -A >/dev/null
