@@ -17,15 +17,22 @@ WORKER_ON_DB = "10.231.5.13"
 def verify() -> tuple[int, str]:
     """rc of verify.yml and its verdict line (FIRST BROKEN HOP ... or ALL GREEN ...)."""
     run = run_playbook(PLAYBOOKS / "verify.yml", "-e", "verify_sample_interval=2", "-e", "verify_timeout=3")
-    verdict = run.task_results("Name the first broken hop").get("localhost", {})
-    msg = verdict.get("msg", "") or json.dumps(run.result)[-2000:] + run.stderr
+    msg = ""
+    for task in ("Name the first broken hop", "Report all green"):
+        res = run.task_results(task).get("localhost", {})
+        if res.get("msg") and not res.get("skipped"):
+            msg = res["msg"]
+            break
+    msg = msg or json.dumps(run.result)[-2000:] + run.stderr
     return run.rc, " ".join(str(msg).split())
 
 
 def first_broken(msg: str) -> tuple[str, str]:
-    m = re.match(r"FIRST BROKEN HOP: (.+?) \[(\w+)\]", msg)
+    """(hop, status) of verify's verdict: `FIRST BROKEN HOP [status] hop: message`."""
+    m = re.match(r"FIRST BROKEN HOP:? (?:(.+?) )?\[(\w+)\]\s*(.*)", msg)
     assert m, f"verify.yml did not name a broken hop: {msg[:1500]}"
-    return m.group(1), m.group(2)
+    hop = m.group(1) or m.group(3).split(": ")[0]
+    return hop, m.group(2)
 
 
 def inner(host: str, *args: str) -> str:
