@@ -323,6 +323,9 @@ class Worker:
     def run_once(self) -> int:
         """One iteration; returns the number of entries handled (tests drive this directly)."""
         self._ensure_group()
+        if not self.pg_ok:
+            # Readiness must not wait for the first vote: connect (and check the schema) up front.
+            self._pg()
         entries = self._claim()
         if not entries:
             if self._prefetch is not None:
