@@ -117,7 +117,7 @@ def http(method: str, path: str, data: bytes | None = None, headers: dict | None
 
 
 def tally() -> dict:
-    status, body, _ = http("GET", "/result/api/tally")
+    status, body, _headers = http("GET", "/result/api/tally")
     assert status == 200, f"GET /result/api/tally through the bastion answered {status}: {body[:300]}"
     return json.loads(body)
 

@@ -15,9 +15,9 @@ def counts() -> tuple[dict, int]:
 
 
 def test_pages_through_the_bastion(lab):
-    status, body, _ = http("GET", "/vote/")
+    status, body, _headers = http("GET", "/vote/")
     assert status == 200 and 'id="ballot"' in body, f"/vote/ answered {status}: {body[:300]}"
-    status, body, _ = http("GET", "/result/")
+    status, body, _headers = http("GET", "/result/")
     assert status == 200 and 'id="tally"' in body, f"/result/ answered {status}: {body[:300]}"
 
 
@@ -25,10 +25,10 @@ def test_votes_through_the_bastion_reach_the_tally(lab):
     before, total_before = counts()
     # A form vote and an API vote, each from a new voter (no cookie: the vote service sets one).
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    status, body, _ = http("POST", "/vote/", data=b"vote=Cats", headers=form)
+    status, body, _headers = http("POST", "/vote/", data=b"vote=Cats", headers=form)
     assert status == 200 and "Cats" in body, f"form vote answered {status}: {body[:300]}"
     api = {"Content-Type": "application/json"}
-    status, body, _ = http("POST", "/vote/api/vote", data=json.dumps({"vote": "Dogs"}).encode(), headers=api)
+    status, body, _headers = http("POST", "/vote/api/vote", data=json.dumps({"vote": "Dogs"}).encode(), headers=api)
     assert status == 202, f"API vote answered {status}: {body[:300]}"
     answer = json.loads(body)
     assert answer["vote"] == "Dogs" and answer["voter_id"], answer
@@ -45,7 +45,7 @@ def test_votes_through_the_bastion_reach_the_tally(lab):
 
 
 def test_a_bad_choice_is_refused_through_the_bastion(lab):
-    status, body, _ = http(
+    status, body, _headers = http(
         "POST",
         "/vote/api/vote",
         data=json.dumps({"vote": "Hamsters"}).encode(),

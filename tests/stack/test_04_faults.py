@@ -49,7 +49,7 @@ def secrets() -> dict:
 
 
 def api_vote(option: str) -> None:
-    status, body, _ = http(
+    status, body, _headers = http(
         "POST",
         "/vote/api/vote",
         data=json.dumps({"vote": option}).encode(),
@@ -70,7 +70,7 @@ def test_stopped_worker_is_named_as_not_draining(healthy):
     total_before = tally()["total"]
     inner("lab-worker", "stop", *workers)
     try:
-        for _ in range(5):  # new voters: a backlog the stopped worker cannot drain
+        for _voter in range(5):  # new voters: a backlog the stopped worker cannot drain
             api_vote("Cats")
         rc, msg = verify()
         hop, status = first_broken(msg)
