@@ -13,7 +13,7 @@ import psycopg2
 from flask import Flask, Response, jsonify, render_template, stream_with_context
 from prometheus_client import Counter, Gauge, Histogram
 
-from .web import SHUTDOWN, PrefixMiddleware, metrics_response
+from .web import SHUTDOWN, PrefixMiddleware, add_operational_routes
 
 log = logging.getLogger("votingapp.result")
 
@@ -160,21 +160,14 @@ def create_app(settings) -> Flask:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok")
-
-    @app.get("/readyz")
-    def readyz():
+    def database_problem():
         try:
             reader.read()
         except DatabaseDown as exc:
-            return jsonify(status="unavailable", reason=f"postgres: {exc}"), 503
-        return jsonify(status="ok")
+            return f"postgres: {exc}"
+        return None
 
-    @app.get("/metrics")
-    def metrics():
-        return metrics_response()
+    add_operational_routes(app, database_problem)
 
     app.wsgi_app = PrefixMiddleware(app.wsgi_app, settings.web.prefix)
     return app

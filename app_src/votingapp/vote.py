@@ -13,7 +13,7 @@ from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import HTTPException
 
 from .redis_client import make_client
-from .web import PrefixMiddleware, metrics_response
+from .web import PrefixMiddleware, add_operational_routes
 
 log = logging.getLogger("votingapp.vote")
 
@@ -121,21 +121,14 @@ def create_app(settings, client=None) -> Flask:
         response.status_code = 202
         return with_cookie(response, vid, new)
 
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok")
-
-    @app.get("/readyz")
-    def readyz():
+    def queue_problem():
         try:
             client.ping()
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-            return jsonify(status="unavailable", reason=f"redis: {exc.__class__.__name__}: {exc}"), 503
-        return jsonify(status="ok")
+            return f"redis: {exc.__class__.__name__}: {exc}"
+        return None
 
-    @app.get("/metrics")
-    def metrics():
-        return metrics_response()
+    add_operational_routes(app, queue_problem)
 
     @app.errorhandler(413)
     def too_large(_exc):

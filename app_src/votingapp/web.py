@@ -10,7 +10,7 @@ import signal
 import tempfile
 import threading
 
-from flask import Response
+from flask import Response, jsonify
 
 log = logging.getLogger("votingapp.web")
 
@@ -118,3 +118,22 @@ def serve(app_factory, web, name: str) -> int:
 
     _App().run()
     return 0
+
+
+def add_operational_routes(app, dependency_problem) -> None:
+    """/healthz (the process runs), /readyz (dependency_problem() returns None) and /metrics."""
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        problem = dependency_problem()
+        if problem:
+            return jsonify(status="unavailable", reason=problem), 503
+        return jsonify(status="ok")
+
+    @app.get("/metrics")
+    def metrics():
+        return metrics_response()
