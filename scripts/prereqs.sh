@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Container prerequisites for the harness and the lab, idempotent:
-#   1. Debian packages the tests need (Docker engine, debootstrap, Redis, PostgreSQL, nginx, Chromium)
+#   1. Debian packages the tests need (Docker engine, debootstrap, Redis, PostgreSQL, nginx, Chromium; wrk for `make bench`)
 #   2. a running dockerd
 #   3. the local base images (no registry is reachable), rebuilt only when their recipe changes
 # Usage: scripts/prereqs.sh [packages|docker|images|all]   (default: all)
@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
-APT_PACKAGES=(docker.io iptables debootstrap redis-server postgresql nginx-light chromium curl)
+APT_PACKAGES=(docker.io iptables debootstrap redis-server postgresql nginx-light chromium curl wrk)
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SUITE=bookworm
 

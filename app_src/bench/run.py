@@ -33,12 +33,12 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 import psycopg2  # noqa: E402
 import redis  # noqa: E402
-from harness import RESULT, PostgresServer, RedisServer, Service, VoteLoad, free_port, start_all, stop_all  # noqa: E402
+from harness import RESULT, PostgresServer, RedisServer, Service, free_port, start_all, stop_all  # noqa: E402
 from votingapp import schema  # noqa: E402
 
 PREFILL = int(os.environ.get("BENCH_PREFILL", "200000"))
 VOTE_SECONDS = float(os.environ.get("BENCH_VOTE_SECONDS", "15"))
-VOTE_THREADS = int(os.environ.get("BENCH_VOTE_THREADS", "8"))
+VOTE_CONNECTIONS = int(os.environ.get("BENCH_VOTE_CONNECTIONS", "16"))
 E2E_RATE = float(os.environ.get("BENCH_E2E_RATE", "1000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "10"))
 RESULT_REQUESTS = int(os.environ.get("BENCH_RESULT_REQUESTS", "2000"))
@@ -134,19 +134,60 @@ def bench_worker(r, env, workdir, su) -> dict:
     }
 
 
+class WrkRun:
+    """One wrk run with app_src/bench/vote.lua: POST /api/vote, a new voter per request.
+
+    wrk (C, epoll) costs a fraction of a Python client per request, so on a 2-CPU machine the
+    services get the CPU instead of the load generator. `interval` paces each connection (one per
+    thread) on an absolute schedule; `record` keeps (sent, answered) of every 2xx answer, in
+    CLOCK_MONOTONIC seconds like time.monotonic().
+    """
+
+    def __init__(self, vote_url: str, *, connections: int, seconds: float, tag: str, interval=None, record=False):
+        self.wrk = shutil.which("wrk")
+        if not self.wrk:
+            raise SystemExit("bench: wrk is not installed: run `make prereqs` (installs the Debian package wrk)")
+        self.args = [
+            self.wrk, "-t", str(connections), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "5s",
+            "-s", str(HERE / "vote.lua"), vote_url, "--", tag,
+        ] + ([f"{interval:.6f}"] if interval else [])  # fmt: skip
+        self.record = record
+        self.answered: list[tuple[float, float]] = []
+        self.summary: dict = {}
+
+    def run(self) -> WrkRun:
+        with tempfile.NamedTemporaryFile(prefix="wrk-answers-") as rec:
+            env = {**os.environ, "WRK_RECORD": rec.name} if self.record else None
+            self.started = time.monotonic()
+            out = subprocess.run(self.args, env=env, capture_output=True, text=True, check=True).stdout
+            self.finished = time.monotonic()
+            line = next((x for x in out.splitlines() if x.startswith("WRK_JSON ")), None)
+            if line is None:
+                raise SystemExit(f"bench: wrk printed no summary:\n{out}")
+            self.summary = json.loads(line.removeprefix("WRK_JSON "))
+            if self.record:
+                rows = (x.split() for x in Path(rec.name).read_text().splitlines() if x.strip())
+                self.answered = [(float(a), float(b)) for status, a, b in rows if 200 <= int(status) < 300]
+        return self
+
+    @property
+    def rate(self) -> float:
+        return self.summary["requests"] / (self.summary["duration_us"] / 1e6)
+
+    @property
+    def errors(self) -> int:
+        return self.summary["non2xx"] + self.summary["socket_errors"]
+
+
 def bench_vote(vote_url: str) -> dict:
-    log(f"vote: {VOTE_THREADS} client threads for {VOTE_SECONDS:.0f}s")
-    load = VoteLoad(vote_url, threads=VOTE_THREADS, max_votes=200000, seconds=VOTE_SECONDS, tag="rps").start()
-    load.wait(VOTE_SECONDS + 30)
-    elapsed = load.finished - load.started
-    lat = [(b - a) * 1000 for a, b in load.answered]
-    non2xx = sum(n for s, n in load.statuses.items() if not (isinstance(s, int) and 200 <= s < 300))
+    log(f"vote: wrk, {VOTE_CONNECTIONS} connections for {VOTE_SECONDS:.0f}s")
+    run = WrkRun(vote_url, connections=VOTE_CONNECTIONS, seconds=VOTE_SECONDS, tag="rps").run()
     result = {
-        "vote_rps": round(len(load.answered) / elapsed),
-        "vote_p50_ms": round(pct(lat, 50), 2),
-        "vote_p99_ms": round(pct(lat, 99), 2),
-        "vote_requests": len(load.answered),
-        "vote_errors": non2xx,
+        "vote_rps": round(run.rate),
+        "vote_p50_ms": round(run.summary["p50_us"] / 1000, 2),
+        "vote_p99_ms": round(run.summary["p99_us"] / 1000, 2),
+        "vote_requests": run.summary["requests"],
+        "vote_errors": run.errors,
     }
     log(f"vote: {result}")
     return result
@@ -172,13 +213,11 @@ def bench_e2e(vote_url: str, result_port: int, pg) -> dict:
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     log(f"e2e: paced {E2E_RATE:.0f} votes/s for {E2E_SECONDS:.0f}s")
-    # enough clients that one slow answer does not hold back the pace (each paces rate/threads)
-    threads = max(16, int(E2E_RATE / 25))
-    load = VoteLoad(
-        vote_url, threads=threads, max_votes=int(E2E_RATE * E2E_SECONDS), seconds=E2E_SECONDS + 5, rate=E2E_RATE,
-        tag="e2e",
-    ).start()  # fmt: skip
-    load.wait(E2E_SECONDS + 30)
+    # enough connections that one slow answer does not hold back the pace (each paces rate/connections)
+    connections = max(16, int(E2E_RATE / 50))
+    load = WrkRun(
+        vote_url, connections=connections, seconds=E2E_SECONDS, tag="e2e", interval=connections / E2E_RATE, record=True
+    ).run()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not samples or samples[-1][1] - base < len(load.answered)):
         time.sleep(0.05)
@@ -199,7 +238,7 @@ def bench_e2e(vote_url: str, result_port: int, pg) -> dict:
         seen = next((t for t, total in samples[j:] if total - base >= k), None)
         if seen is not None:
             lat.append((seen - answered) * 1000)
-    achieved = len(load.answered) / (load.finished - load.started)
+    achieved = load.rate
     result = {
         "e2e_p50_ms": round(pct(lat, 50), 1),
         "e2e_p99_ms": round(pct(lat, 99), 1),
@@ -207,6 +246,7 @@ def bench_e2e(vote_url: str, result_port: int, pg) -> dict:
         "e2e_rate_achieved": round(achieved),
         "e2e_votes": len(load.answered),
         "e2e_unresolved": len(load.answered) - len(lat),
+        "e2e_errors": load.errors,
     }
     log(f"e2e: {result}")
     return result
@@ -373,14 +413,15 @@ def main() -> int:
         "redis": "appendonly yes, appendfsync everysec",
         "postgres": "15, fsync on, synchronous_commit on, shared_buffers 128MB",
         "prefill_entries": PREFILL,
-        "vote_client_threads": VOTE_THREADS,
+        "vote_connections": VOTE_CONNECTIONS,
         "vote_seconds": VOTE_SECONDS,
         "e2e_seconds": E2E_SECONDS,
         "result_requests": RESULT_REQUESTS,
     }
     results["load_generator"] = (
-        "app_src/tests/harness.py VoteLoad: Python threads, one keep-alive http.client connection each, "
-        "a new voter per request (voter_id cookie), running on the same 2 cores as the services"
+        f"{subprocess.run(['wrk', '-v'], capture_output=True, text=True).stdout.split(' Copyright')[0].strip()} "
+        "with app_src/bench/vote.lua: one keep-alive connection per thread, a new voter per request "
+        "(voter_id cookie), running on the same CPUs as the services"
     )
     results["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     results["duration_s"] = round(time.monotonic() - started, 1)
@@ -410,7 +451,7 @@ def render_markdown(r: dict) -> str:
             ok(r["worker_votes_per_s"], 20000),
         ),
         (
-            f"`vote_rps`: POST /api/vote through gunicorn, {s['vote_client_threads']} client threads",
+            f"`vote_rps`: POST /api/vote through gunicorn, {s['vote_connections']} wrk connections",
             f"{r['vote_rps']:,}",
             "report",
             "",
@@ -471,7 +512,8 @@ loopback; nothing is extrapolated.
 
 {contention}
 
-Vote errors during the rps phase: {r["vote_errors"]}. Votes whose e2e bound could not be
+Vote errors (non-2xx or socket) during the rps phase: {r["vote_errors"]}, during the e2e phase:
+{r.get("e2e_errors", "n/a")}. Votes whose e2e bound could not be
 resolved before the end of the run: {r["e2e_unresolved"]}.
 
 ## Machine and versions
@@ -488,17 +530,18 @@ resolved before the end of the run: {r["e2e_unresolved"]}.
 
     make bench        # this page and docs/benchmarks/latest.json (bounded: about 2-4 minutes)
 
-Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE`, `BENCH_VOTE_THREADS`,
+Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE`, `BENCH_VOTE_CONNECTIONS`,
 `BENCH_VOTE_SECONDS`, `BENCH_E2E_RATE`, `BENCH_E2E_SECONDS`, `BENCH_RESULT_REQUESTS`.
 
 ## Method
 
 - Load generator: {r["load_generator"]}. The client competes with the services for the same CPUs,
-  so `vote_rps` is a floor for what gunicorn can serve; `wrk` on a separate host would report more.
+  so `vote_rps` is a floor for what gunicorn can serve on a machine of its own.
 - Worker: the stream is filled first (80% new voters, 20% vote changes), then one `worker` process
   starts; the rate counts entries from its first read to the last acknowledgement (`XINFO GROUPS`
   entries-read and pending), i.e. read + validate + one upsert statement per batch + COMMIT + XACK/XDEL.
-- End to end: votes are paced at the target rate while a client polls `/api/tally` every 20 ms. Each
+- End to end: wrk paces votes at the target rate (each connection on an absolute schedule, so a
+  slow answer is caught up rather than lowering the rate) while a client polls `/api/tally` every 20 ms. Each
   vote's latency is bounded from above: a vote answered at time t was at most the k-th entry of the
   stream, k = requests sent before t, and one worker commits the stream in order, so the vote is
   visible once the total has grown by k. The 20 ms polling adds up to 20 ms.
