@@ -167,7 +167,10 @@ class WrkRun:
             self.summary = json.loads(line.removeprefix("WRK_JSON "))
             if self.record:
                 rows = (x.split() for x in Path(rec.name).read_text().splitlines() if x.strip())
-                self.answered = [(float(a), float(b)) for status, a, b in rows if 200 <= int(status) < 300]
+                # in answer order over all threads (wrk reports thread by thread)
+                self.answered = sorted(
+                    ((float(a), float(b)) for status, a, b in rows if 200 <= int(status) < 300), key=lambda x: x[1]
+                )
         return self
 
     @property
@@ -180,6 +183,9 @@ class WrkRun:
 
 
 def bench_vote(vote_url: str) -> dict:
+    # Warm-up: /healthz answered by one gunicorn worker does not mean every worker accepts yet,
+    # and keep-alive connections opened meanwhile would all stay on the first one for the run.
+    WrkRun(vote_url, connections=VOTE_CONNECTIONS, seconds=2, tag="warm").run()
     log(f"vote: wrk, {VOTE_CONNECTIONS} connections for {VOTE_SECONDS:.0f}s")
     run = WrkRun(vote_url, connections=VOTE_CONNECTIONS, seconds=VOTE_SECONDS, tag="rps").run()
     result = {

@@ -35,7 +35,7 @@ local sent = 0
 answers = {} -- global: done() reads it from each thread with thread:get()
 
 function init(args)
-  tag = (args[1] or "wrk") .. id .. "x"
+  tag = string.format("%s%03dx", args[1] or "wrk", id)
   interval = tonumber(args[2] or "")
   if interval then
     -- random phases spread the threads' schedules so their votes do not arrive in bursts
@@ -59,7 +59,8 @@ function request()
   local choice = (sent % 2 == 0) and "Cats" or "Dogs"
   return wrk.format("POST", "/api/vote", {
     ["Content-Type"] = "application/json",
-    ["Cookie"] = "voter_id=" .. tag .. sent,
+    -- a valid voter id (8-64 characters), as a returning browser sends it
+    ["Cookie"] = string.format("voter_id=%s%08d", tag, sent),
   }, '{"vote": "' .. choice .. '"}')
 end
 

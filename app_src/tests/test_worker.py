@@ -79,6 +79,42 @@ def test_votes_flow_and_stream_is_acknowledged(redis_server, pg, base_env, names
     assert r.xlen(stream) == 0  # acknowledged entries are deleted (single consumer group)
 
 
+def _read_while_votes_trickle_in(worker: Worker, r, stream: str) -> int:
+    """One read that starts right after a partial batch, while 10 votes arrive over 0.3 s."""
+
+    def trickle():
+        r.xadd(stream, {"voter_id": vid(900), "vote": "Cats"})
+        threading.Event().wait(0.3)
+        for i in range(901, 910):
+            r.xadd(stream, {"voter_id": vid(i), "vote": "Dogs"})
+
+    adder = threading.Timer(0.05, trickle)
+    adder.start()
+    try:
+        return len(worker._read())
+    finally:
+        adder.join()
+
+
+@pytest.mark.parametrize("linger_ms", ["1000", "0"])
+def test_linger_batches_a_trickle_but_never_delays_a_backlog(redis_server, pg, base_env, names, linger_ms):
+    r = redis_server.client()
+    stream = names["VOTE_STREAM"]
+    w = make_worker(base_env, WORKER_BATCH_SIZE="100", WORKER_BLOCK_MS="5000", WORKER_LINGER_MS=linger_ms)
+    w._ensure_group()
+    for i in range(150):
+        r.xadd(stream, {"voter_id": vid(i), "vote": "Cats"})
+    assert len(w._read()) == 100  # a backlog: full batch, so the next read does not wait
+    assert not w.last_read_partial
+    assert len(w._read()) == 50  # the rest: votes flow without a backlog
+    assert w.last_read_partial
+    got = _read_while_votes_trickle_in(w, r, stream)
+    if linger_ms == "0":
+        assert got < 10  # the read returned with the first vote that arrived
+    else:
+        assert got == 10  # waited, then took every vote that arrived meanwhile in one batch
+
+
 def test_poison_entries_go_to_dead_letter_with_reason(redis_server, pg, base_env, names):
     r = redis_server.client()
     stream, dlq = names["VOTE_STREAM"], names["DEAD_LETTER_STREAM"]

@@ -201,6 +201,7 @@ class WorkerSettings:
     dead_letter_stream: str
     batch_size: int
     block_ms: int
+    linger_ms: int
     group: str
     consumer: str
     claim_idle_ms: int
@@ -246,6 +247,7 @@ def worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
         dead_letter_stream=r.text("DEAD_LETTER_STREAM", "votes:dead-letter"),
         batch_size=r.integer("WORKER_BATCH_SIZE", 500, 1, 10000),
         block_ms=r.integer("WORKER_BLOCK_MS", 100, 1, 60000),
+        linger_ms=r.integer("WORKER_LINGER_MS", 20, 0, 1000),
         group=r.text("WORKER_GROUP", "workers"),
         consumer=r.text("WORKER_CONSUMER", socket.gethostname()),
         claim_idle_ms=r.integer("WORKER_CLAIM_IDLE_MS", 30000, 100, 3600000),

@@ -97,6 +97,11 @@ def serve(app_factory, web, name: str) -> int:
                 "threads": web.threads,
                 "proc_name": f"votingapp-{name}",
                 "keepalive": 75,  # longer than the ALB's 60 s idle timeout, so the ALB closes first
+                # One listening socket per worker (SO_REUSEPORT): the kernel spreads connections
+                # over the workers. With one shared socket the first worker to wake takes every
+                # connection of a burst, and a proxy's few keep-alive connections then all land
+                # on one worker (one CPU): `make bench` measured 771 vs 1,405-1,724 votes/s.
+                "reuse_port": True,
                 "graceful_timeout": 10,
                 "timeout": 30,
                 "accesslog": None,
