@@ -3,25 +3,13 @@ page update without a reload, at the root and behind an nginx path router (/vote
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
+from chromium import launch_chromium
 from harness import RESULT, Nginx, Service, free_port, start_all, stop_all
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +40,8 @@ def deployment(redis_server, pg_server, workdir):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with launch_chromium() as b:
         yield b
-        b.close()
 
 
 def read_count(page, option: str) -> int:

@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The browser test launches chromium with the application tests' helper (app_src/tests/chromium.py).
+sys.path.insert(0, str(REPO / "app_src" / "tests"))
 INVENTORY = REPO / "inventories" / "lab"
 PLAYBOOKS = REPO / "playbooks"
 HERE_PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"

@@ -3,32 +3,15 @@ the result page update without a reload."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from chromium import launch_chromium  # app_src/tests/chromium.py, on sys.path through conftest.py
 from conftest import BASE_URL
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with launch_chromium() as b:
         yield b
-        b.close()
 
 
 def read_count(page, option: str) -> int:

@@ -1,0 +1,32 @@
+"""Debian's chromium driven by Playwright, shared by the app's browser test and the lab's
+(tests/stack/test_03_browser.py): one place for the flags that make it start in a container."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# No sandbox (root in a container), no GPU, no QUIC, and no background traffic to Google.
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextlib.contextmanager
+def launch_chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
