@@ -562,9 +562,12 @@ Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE
 
 - vote: one `XADD` per request over a pooled connection; no per-request connection set-up.
   Each gunicorn worker listens on its own `SO_REUSEPORT` socket, so the kernel spreads
-  connections over the workers: with one shared socket, the first worker to wake took all 16
-  keep-alive connections of a burst and the service ran on one CPU (706 votes/s against 1,764
-  with otherwise the same code, measured 2026-11-25; a proxy's few keep-alive connections behave the same way).
+  connections over the workers. With one shared socket, the first worker to wake took every
+  keep-alive connection of a burst in two runs of three and the service ran on one CPU (714 and
+  796 votes/s against 1,528 in the third; vote and Redis alone, 16 wrk connections); with
+  `SO_REUSEPORT` four runs of four were spread (1,349-1,633). A proxy's few keep-alive
+  connections behave like wrk's. The rps phase also warms up for 2 s first: connections opened
+  before every worker has booted would stay on the first one.
 - worker: after a batch smaller than the batch size (votes flow, no backlog) it waits
   `WORKER_LINGER_MS` (20 ms) before the next read. At ~900 votes/s that took the worker from 33%
   to 8% of a CPU and its PostgreSQL backend from 33% to 7.5% (`top`, same run, same rate): fewer,

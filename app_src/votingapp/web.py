@@ -100,7 +100,8 @@ def serve(app_factory, web, name: str) -> int:
                 # One listening socket per worker (SO_REUSEPORT): the kernel spreads connections
                 # over the workers. With one shared socket the first worker to wake takes every
                 # connection of a burst, and a proxy's few keep-alive connections then all land
-                # on one worker (one CPU): `make bench` measured 771 vs 1,405-1,724 votes/s.
+                # on one worker (one CPU): 714-796 votes/s in 2 runs of 3 against 1,349-1,633
+                # in 4 of 4 with SO_REUSEPORT (16 wrk connections, docs/performance.md).
                 "reuse_port": True,
                 "graceful_timeout": 10,
                 "timeout": 30,
