@@ -30,3 +30,8 @@ def launch_chromium():
             yield browser
         finally:
             browser.close()
+
+
+def read_count(page, option: str) -> int:
+    """The count the result page shows for one option."""
+    return int(page.locator(f'.count[data-option="{option}"]').inner_text())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from chromium import launch_chromium
+from chromium import launch_chromium, read_count
 from harness import RESULT, Nginx, Service, free_port, start_all, stop_all
 
 pytestmark = pytest.mark.slow
@@ -42,10 +42,6 @@ def deployment(redis_server, pg_server, workdir):
 def browser():
     with launch_chromium() as b:
         yield b
-
-
-def read_count(page, option: str) -> int:
-    return int(page.locator(f'.count[data-option="{option}"]').inner_text())
 
 
 @pytest.mark.parametrize("mode", ["root", "router"])

@@ -4,7 +4,7 @@ the result page update without a reload."""
 from __future__ import annotations
 
 import pytest
-from chromium import launch_chromium  # app_src/tests/chromium.py, on sys.path through conftest.py
+from chromium import launch_chromium, read_count  # app_src/tests/chromium.py, on sys.path through conftest.py
 from conftest import BASE_URL
 
 
@@ -12,10 +12,6 @@ from conftest import BASE_URL
 def browser():
     with launch_chromium() as b:
         yield b
-
-
-def read_count(page, option: str) -> int:
-    return int(page.locator(f'.count[data-option="{option}"]').inner_text())
 
 
 def test_click_a_vote_and_watch_the_result_page_update(lab, browser):
