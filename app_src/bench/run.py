@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import psycopg2  # noqa: E402
 import redis  # noqa: E402
 from harness import RESULT, PostgresServer, RedisServer, Service, free_port, start_all, stop_all  # noqa: E402
-from votingapp import schema  # noqa: E402
+from votingapp import config, schema  # noqa: E402
 
 PREFILL = int(os.environ.get("BENCH_PREFILL", "200000"))
 VOTE_SECONDS = float(os.environ.get("BENCH_VOTE_SECONDS", "15"))
@@ -90,12 +90,8 @@ def bench_worker(r, env, workdir, su) -> dict:
         if i % 2000 == 1999:
             pipe.execute()
     pipe.execute()
-    worker = Service(
-        "worker",
-        {**env, "WORKER_CONSUMER": "bench", "WORKER_BATCH_SIZE": BATCH, "METRICS_PORT": "0"},
-        workdir,
-        "bench-worker",
-    ).start()
+    worker_env = {**env, "WORKER_CONSUMER": "bench", "WORKER_BATCH_SIZE": BATCH, "METRICS_PORT": "0"}
+    worker = Service("worker", worker_env, workdir, "bench-worker").start()
     deadline = time.monotonic() + 120
     t_start = read_start = None
     while time.monotonic() < deadline:
@@ -125,6 +121,8 @@ def bench_worker(r, env, workdir, su) -> dict:
     )
     return {
         "worker": worker,
+        # what the worker process parsed from the same environment: the report cannot drift from it
+        "worker_settings": config.worker_settings(worker_env),
         "worker_votes_per_s": round(rate),
         "worker_votes_per_cpu_s": round(per_cpu),
         "worker_cpu_s": round(cpu_used, 2),
@@ -158,9 +156,7 @@ class WrkRun:
     def run(self) -> WrkRun:
         with tempfile.NamedTemporaryFile(prefix="wrk-answers-") as rec:
             env = {**os.environ, "WRK_RECORD": rec.name} if self.record else None
-            self.started = time.monotonic()
             out = subprocess.run(self.args, env=env, capture_output=True, text=True, check=True).stdout
-            self.finished = time.monotonic()
             line = next((x for x in out.splitlines() if x.startswith("WRK_JSON ")), None)
             if line is None:
                 raise SystemExit(f"bench: wrk printed no summary:\n{out}")
@@ -392,6 +388,7 @@ def main() -> int:
         su = pg_server.superuser()
         w = bench_worker(r, env, workdir, su)
         worker = w.pop("worker")
+        worker_settings = w.pop("worker_settings")
         services.append(worker)
         results.update(w)
         web = {"BIND_ADDRESS": "127.0.0.1"}
@@ -413,9 +410,9 @@ def main() -> int:
         redis_server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     results["settings"] = {
-        "worker_batch_size": int(BATCH),
-        "worker_block_ms": 100,
-        "worker_linger_ms": 20,
+        "worker_batch_size": worker_settings.batch_size,
+        "worker_block_ms": worker_settings.block_ms,
+        "worker_linger_ms": worker_settings.linger_ms,
         "gunicorn": "2 workers x gthread (vote 8 threads, result 32 threads), one SO_REUSEPORT socket per worker",
         "redis": "appendonly yes, appendfsync everysec",
         "postgres": "15, fsync on, synchronous_commit on, shared_buffers 128MB",
@@ -520,7 +517,7 @@ loopback; nothing is extrapolated.
 {contention}
 
 Vote errors (non-2xx or socket) during the rps phase: {r["vote_errors"]}, during the e2e phase:
-{r.get("e2e_errors", "n/a")}. Votes whose e2e bound could not be
+{r["e2e_errors"]}. Votes whose e2e bound could not be
 resolved before the end of the run: {r["e2e_unresolved"]}.
 
 ## Machine and versions
@@ -531,7 +528,7 @@ resolved before the end of the run: {r["e2e_unresolved"]}.
 - Python {v["python"]}, Flask {v["flask"]}, gunicorn {v["gunicorn"]}, redis-py {v["redis_py"]},
   psycopg2 {v["psycopg2"]}; {v["redis_server"]}; {v["postgres"]}.
 - Settings: worker batch {s["worker_batch_size"]}, block {s["worker_block_ms"]} ms, linger
-  {s.get("worker_linger_ms", 0)} ms; gunicorn {s["gunicorn"]};
+  {s["worker_linger_ms"]} ms; gunicorn {s["gunicorn"]};
   Redis {s["redis"]}; PostgreSQL {s["postgres"]}.
 
 ## Commands

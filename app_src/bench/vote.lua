@@ -71,23 +71,20 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local lines = {}
-  for _, thread in ipairs(threads) do
-    local got = thread:get("answers")
-    for i = 1, #got do
-      lines[#lines + 1] = got[i]
-    end
-  end
   if record then
     local out = assert(io.open(os.getenv("WRK_RECORD"), "w"))
-    out:write(table.concat(lines, "\n"), "\n")
+    for _, thread in ipairs(threads) do
+      local got = thread:get("answers")
+      if #got > 0 then
+        out:write(table.concat(got, "\n"), "\n")
+      end
+    end
     out:close()
   end
-  local status_errors = summary.errors.status
   io.write(string.format(
     'WRK_JSON {"requests": %d, "duration_us": %d, "non2xx": %d, "socket_errors": %d, '
       .. '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, status_errors,
+    summary.requests, summary.duration, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(99), latency.max))
 end
