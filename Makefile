@@ -55,6 +55,7 @@ test: prereqs venv collection-link ## everything CI runs
 	$(MAKE) sanity
 	$(MAKE) unit
 	$(MAKE) test-app
+	$(MAKE) test-compose
 	$(MAKE) test-aws
 	$(MAKE) build-check
 	$(MAKE) molecule
