@@ -75,7 +75,10 @@ class Project:
         return proc.stdout
 
     def container(self, service: str) -> str:
-        ids = self.compose("ps", "-a", "-q", service).split()
+        # The docker CLI with Compose's labels: much faster than a compose process per question.
+        filters = ["--filter", f"label=com.docker.compose.project={self.name}"]
+        filters += ["--filter", f"label=com.docker.compose.service={service}"]
+        ids = run(["docker", "ps", "-a", "-q", *filters]).stdout.split()
         assert ids, f"no container for {service}"
         return ids[0]
 
