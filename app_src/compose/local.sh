@@ -56,7 +56,7 @@ random_password() {
 
 ensure_secrets() {
   if [ ! -f "$secrets" ]; then
-    mkdir -p "$(dirname "$secrets")"
+    (umask 077 && mkdir -p "$(dirname "$secrets")")
     local tmp
     tmp=$(umask 077 && mktemp "$secrets.XXXXXX")
     {
