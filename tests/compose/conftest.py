@@ -164,12 +164,12 @@ def project(tmp_path_factory) -> Project:
         "VOTE_PORT": str(vote_port),
         "RESULT_PORT": str(result_port),
         "PUBLISH_ADDRESS": "127.0.0.1",
-        "COMPOSE_WAIT_TIMEOUT": "150",
+        "COMPOSE_WAIT_TIMEOUT": "240",
     }
     proj = Project(name=name, env=env, secrets=secrets, vote_port=vote_port, result_port=result_port)
     try:
         start = time.monotonic()
-        up = proj.local("up", timeout=240)
+        up = proj.local("up", timeout=330)
         TIMINGS["up from nothing (local.sh up, until every service is healthy)"] = time.monotonic() - start
         assert up.returncode == 0, f"local.sh up failed:\n{up.stdout}\n{up.stderr}"
         proj.up_output = up.stdout

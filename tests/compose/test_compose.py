@@ -18,7 +18,7 @@ LONG_RUNNING = tuple(s for s in SERVICES if s != "migrate")
 
 
 def voters(n: int, tag: str) -> list[str]:
-    return [f"{tag}-{uuid.uuid4().hex[:12]}" for _ in range(n)]
+    return [f"{tag}-{i}-{uuid.uuid4().hex[:12]}" for i in range(n)]
 
 
 def post_all(project: Project, ids: list[str]) -> None:
