@@ -15,5 +15,5 @@ compose-down: ## remove the Compose project's containers, networks and volumes (
 	$(COMPOSE_LOCAL) down
 
 # Its own project name, free ports and passwords file; `down -v` even when a test fails.
-test-compose: prereqs venv app-image ## compose.yaml end to end: up from nothing, votes, restarts without loss, down -v (about 2 min)
+test-compose: prereqs venv app-image ## compose.yaml end to end: up from nothing, votes, restarts without loss, down -v (2-3 min)
 	$(COMPOSE_IMAGES) python -m pytest -v -p no:cacheprovider --durations=0 tests/compose
