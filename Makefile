@@ -67,6 +67,7 @@ test: ## everything CI runs, each phase timed (summary at the end, also in .cach
 	$(call phase,sanity)
 	$(call phase,unit)
 	$(call phase,test-app)
+	$(call phase,test-compose)
 	$(call phase,test-aws)
 	$(call phase,build-check)
 	$(call phase,molecule)
