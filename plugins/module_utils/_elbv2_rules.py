@@ -18,6 +18,7 @@ import copy
 MIN_PRIORITY = 1
 MAX_PRIORITY = 50000
 NAME_TAG = "Name"
+AUTHENTICATE_TYPES = ("authenticate-oidc", "authenticate-cognito")
 
 # field name in the module <-> ELBv2 condition field and its *Config key
 CONDITION_FIELDS = {
@@ -57,11 +58,19 @@ def canonical_conditions(conditions):
             headers = [{"name": h["name"], "values": sorted(h["values"])} for h in value]
             result[option] = sorted(headers, key=lambda h: (h["name"].lower(), h["values"]))
         elif option == "query_string":
-            pairs = [{"key": q.get("key"), "value": q["value"]} for q in value]
-            result[option] = sorted(pairs, key=lambda q: (q["key"] or "", q["value"]))
+            # One entry = one query-string condition (entries AND), its pairs OR.
+            groups = [{"values": _query_pairs(q)} for q in value]
+            result[option] = sorted(groups, key=lambda g: [(q["key"] or "", q["value"]) for q in g["values"]])
         else:
             result[option] = sorted(value)
     return result
+
+
+def _query_pairs(entry):
+    """A query_string entry: a single ``key``/``value`` pair, or ``values``, a list of pairs."""
+    pairs = entry["values"] if entry.get("values") is not None else [entry]
+    pairs = [{"key": q.get("key"), "value": q["value"]} for q in pairs]
+    return sorted(pairs, key=lambda q: (q["key"] or "", q["value"]))
 
 
 def conditions_from_api(api_conditions):
@@ -78,8 +87,8 @@ def conditions_from_api(api_conditions):
                 {"name": config.get("HttpHeaderName"), "values": list(config.get("Values") or [])}
             )
         elif option == "query_string":
-            for pair in config.get("Values") or []:
-                raw.setdefault(option, []).append({"key": pair.get("Key"), "value": pair.get("Value")})
+            pairs = [{"key": pair.get("Key"), "value": pair.get("Value")} for pair in config.get("Values") or []]
+            raw.setdefault(option, []).append({"values": pairs})
         else:
             values = config.get("Values") or cond.get("Values") or []
             raw.setdefault(option, []).extend(values)
@@ -98,13 +107,14 @@ def conditions_to_api(canonical):
                 config = {"HttpHeaderName": header["name"], "Values": header["values"]}
                 result.append({"Field": field, config_key: config})
         elif option == "query_string":
-            pairs = []
-            for pair in value:
-                item = {"Value": pair["value"]}
-                if pair.get("key") is not None:
-                    item["Key"] = pair["key"]
-                pairs.append(item)
-            result.append({"Field": field, config_key: {"Values": pairs}})
+            for group in value:
+                pairs = []
+                for pair in group["values"]:
+                    item = {"Value": pair["value"]}
+                    if pair.get("key") is not None:
+                        item["Key"] = pair["key"]
+                    pairs.append(item)
+                result.append({"Field": field, config_key: {"Values": pairs}})
         else:
             result.append({"Field": field, config_key: {"Values": list(value)}})
     return result
@@ -155,12 +165,31 @@ def canonical_action(action, tg_arn_of=None):
     raise RuleError("a rule needs one of target_group, forward, redirect or fixed_response")
 
 
+def _authenticate_from_api(action):
+    """An authenticate-* action as read, minus what must not be compared, returned or sent back."""
+    config_key = "AuthenticateOidcConfig" if action["Type"] == "authenticate-oidc" else "AuthenticateCognitoConfig"
+    config = copy.deepcopy(action.get(config_key) or {})
+    # AWS never returns the OIDC client secret (moto does); writing the rule back keeps the stored one.
+    config.pop("ClientSecret", None)
+    config.pop("UseExistingClientSecret", None)
+    return {"type": action["Type"], "config": config}
+
+
 def action_from_api(api_actions):
-    """ELBv2 Actions list -> canonical action (the terminal action; rules here have one)."""
-    actions = [a for a in api_actions or [] if a["Type"] in ("forward", "redirect", "fixed-response")]
-    if len(actions) != 1:
+    """ELBv2 Actions list -> canonical action: the terminal action, plus any authenticate-* actions
+    before it under ``authenticate`` (kept so that a modify writes them back instead of dropping them)."""
+    ordered = sorted(api_actions or [], key=lambda a: a.get("Order") or 0)
+    actions = [a for a in ordered if a["Type"] in ("forward", "redirect", "fixed-response")]
+    authenticate = [_authenticate_from_api(a) for a in ordered if a["Type"] in AUTHENTICATE_TYPES]
+    if len(actions) != 1 or len(authenticate) + 1 != len(ordered):
         return {"type": "unsupported", "raw": api_actions}
-    api = actions[0]
+    result = _terminal_action_from_api(actions[0])
+    if authenticate:
+        result["authenticate"] = authenticate
+    return result
+
+
+def _terminal_action_from_api(api):
     if api["Type"] == "forward":
         fwd = api.get("ForwardConfig") or {}
         groups = [
@@ -180,7 +209,9 @@ def action_from_api(api_actions):
         cfg = api.get("RedirectConfig") or {}
         result = {"type": "redirect", "status_code": cfg.get("StatusCode")}
         for key, default in REDIRECT_DEFAULTS.items():
-            result[key] = cfg.get(key.capitalize()) or default
+            # An absent key means "keep" (moto omits them); an empty string (query "") is a real value.
+            value = cfg.get(key.capitalize())
+            result[key] = default if value is None else value
         return result
     cfg = api.get("FixedResponseConfig") or {}
     return {
@@ -191,8 +222,18 @@ def action_from_api(api_actions):
     }
 
 
+def _authenticate_to_api(auth, order):
+    config = copy.deepcopy(auth["config"])
+    if auth["type"] == "authenticate-oidc":
+        config["UseExistingClientSecret"] = True
+        return {"Type": auth["type"], "Order": order, "AuthenticateOidcConfig": config}
+    return {"Type": auth["type"], "Order": order, "AuthenticateCognitoConfig": config}
+
+
 def action_to_api(action):
-    """Canonical action -> ELBv2 Actions list."""
+    """Canonical action -> ELBv2 Actions list (authenticate-* actions first, then the terminal one)."""
+    result = [_authenticate_to_api(a, i + 1) for i, a in enumerate(action.get("authenticate") or [])]
+    order = len(result) + 1
     if action["type"] == "forward":
         config = {
             "TargetGroups": [{"TargetGroupArn": g["arn"], "Weight": g["weight"]} for g in action["target_groups"]]
@@ -202,19 +243,19 @@ def action_to_api(action):
             config["TargetGroupStickinessConfig"] = {"Enabled": True, "DurationSeconds": sticky["duration"]}
         else:
             config["TargetGroupStickinessConfig"] = {"Enabled": False}
-        return [{"Type": "forward", "Order": 1, "ForwardConfig": config}]
+        return [*result, {"Type": "forward", "Order": order, "ForwardConfig": config}]
     if action["type"] == "redirect":
         config = {"StatusCode": action["status_code"]}
         for key in REDIRECT_DEFAULTS:
             config[key.capitalize()] = action[key]
-        return [{"Type": "redirect", "Order": 1, "RedirectConfig": config}]
+        return [*result, {"Type": "redirect", "Order": order, "RedirectConfig": config}]
     if action["type"] == "fixed_response":
         config = {"StatusCode": action["status_code"]}
         if action.get("content_type"):
             config["ContentType"] = action["content_type"]
         if action.get("message_body"):
             config["MessageBody"] = action["message_body"]
-        return [{"Type": "fixed-response", "Order": 1, "FixedResponseConfig": config}]
+        return [*result, {"Type": "fixed-response", "Order": order, "FixedResponseConfig": config}]
     raise RuleError("cannot write an action of type %r" % action["type"])
 
 
@@ -402,7 +443,10 @@ def plan_rules(existing, desired, purge=False, state="present"):
             after.append(target)
             continue
         result = dict(target, arn=have["arn"], name=want["name"] or have["name"])
-        if want["conditions"] != have["conditions"] or want["action"] != have["action"]:
+        if have["action"].get("authenticate"):
+            # Not managed here: an existing rule's authenticate-* actions stay in front of its action.
+            result["action"] = dict(result["action"], authenticate=have["action"]["authenticate"])
+        if want["conditions"] != have["conditions"] or result["action"] != have["action"]:
             plan["modify"].append((have["arn"], result))
         if want["name"] and want["name"] != have["name"]:
             plan["tag"].append((have["arn"], want["name"]))

@@ -22,6 +22,9 @@ description:
   - Updates never leave a moment with two rules on one priority (moves go through
     SetRulePriorities in collision-free steps) or a path without its rule (a replacement is
     created before the rule it replaces is deleted).
+  - Existing C(authenticate-oidc) and C(authenticate-cognito) actions of a rule are not managed
+    here but are kept in front of its action when the rule is modified (the OIDC client secret
+    stays the stored one).
   - The listener and its default action are not managed here; create them with
     M(amazon.aws.elb_application_lb) without C(Rules).
 author:
@@ -95,7 +98,11 @@ options:
                 elements: str
                 required: true
           query_string:
-            description: Query-string key/value pairs (any may match).
+            description:
+              - Query-string conditions; each entry is one condition and all must match (AND).
+              - An entry is one pair (O(rules[].conditions.query_string[].key),
+                O(rules[].conditions.query_string[].value)) or a list of pairs of which any may
+                match (O(rules[].conditions.query_string[].values)).
             type: list
             elements: dict
             suboptions:
@@ -105,7 +112,18 @@ options:
               value:
                 description: Value.
                 type: str
-                required: true
+              values:
+                description: Pairs of which any may match (OR), instead of one key/value.
+                type: list
+                elements: dict
+                suboptions:
+                  key:
+                    description: Key; omit to match the value alone.
+                    type: str
+                  value:
+                    description: Value.
+                    type: str
+                    required: true
       target_group:
         description: Forward to this one target group (name or ARN). Shortcut for O(rules[].forward).
         type: str
@@ -205,6 +223,19 @@ EXAMPLES = r"""
           path_pattern: ["/result*"]
         target_group: votingapp-result
 
+- name: Two query-string conditions (AND), the second with two accepted pairs (OR)
+  votingapp.stack.alb_listener_rules:
+    listener_arn: "{{ listener_arn }}"
+    rules:
+      - name: debug
+        conditions:
+          path_pattern: ["/result*"]
+          query_string:
+            - {key: debug, value: "1"}
+            - values: [{key: user, value: admin}, {key: user, value: ops}]
+        fixed_response:
+          status_code: "403"
+
 - name: Canary 10% of /vote to a second target group
   votingapp.stack.alb_listener_rules:
     listener_arn: "{{ listener_arn }}"
@@ -294,7 +325,17 @@ CONDITIONS_SPEC = {
     "query_string": {
         "type": "list",
         "elements": "dict",
-        "options": {"key": {"type": "str", "no_log": False}, "value": {"type": "str", "required": True}},
+        "options": {
+            "key": {"type": "str", "no_log": False},
+            "value": {"type": "str"},
+            "values": {
+                "type": "list",
+                "elements": "dict",
+                "options": {"key": {"type": "str", "no_log": False}, "value": {"type": "str", "required": True}},
+            },
+        },
+        "mutually_exclusive": [["value", "values"], ["key", "values"]],
+        "required_one_of": [["value", "values"]],
     },
 }
 

@@ -313,3 +313,52 @@ def test_matching_does_not_depend_on_listing_order(order):
     have = existing(("a", 1, "/a"), ("b", 2, "/b"), ("c", 3, "/c"))
     plan = rules.plan_rules(have, [want(p) for p in order])
     assert not rules.plan_changed(plan)
+
+
+# --- round trips the API shape used to lose (#14) ---------------------------------------------
+
+
+def test_two_query_string_conditions_are_an_and_and_stay_two():
+    both = rules.canonical_conditions({"query_string": [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]})
+    either = rules.canonical_conditions(
+        {"query_string": [{"values": [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]}]}
+    )
+    assert both != either
+    api = rules.conditions_to_api(both)
+    assert [c["Field"] for c in api] == ["query-string", "query-string"]
+    assert len(rules.conditions_to_api(either)) == 1
+    assert rules.conditions_from_api(api) == both
+    assert rules.conditions_from_api(rules.conditions_to_api(either)) == either
+
+
+def test_redirect_with_an_empty_query_converges():
+    wanted = rules.canonical_action({"redirect": {"status_code": "HTTP_301", "query": ""}})
+    stored = [{"Type": "redirect", "RedirectConfig": {"StatusCode": "HTTP_301", "Query": ""}}]
+    assert rules.action_from_api(stored) == wanted
+    assert wanted["query"] == ""
+
+
+OIDC = {
+    "Type": "authenticate-oidc",
+    "Order": 1,
+    "AuthenticateOidcConfig": {"Issuer": "https://idp", "ClientId": "c", "ClientSecret": "s"},
+}
+COGNITO = {"Type": "authenticate-cognito", "Order": 1, "AuthenticateCognitoConfig": {"UserPoolArn": "arn:pool"}}
+
+
+@pytest.mark.parametrize("auth", [OIDC, COGNITO], ids=["oidc", "cognito"])
+def test_authenticate_actions_are_kept_when_a_rule_is_modified(auth):
+    rule = api_rule("a", 1, "/vote*")
+    rule["Actions"] = [auth, dict(rule["Actions"][0], Order=2)]
+    have = [rules.rule_from_api(rule)]
+    assert have[0]["action"]["authenticate"][0]["type"] == auth["Type"]
+    assert "ClientSecret" not in str(have[0]["action"])
+    assert not rules.plan_changed(rules.plan_rules(have, [want("/vote*")]))
+    plan = rules.plan_rules(have, [want("/vote*", tg="result")])
+    ((_arn, modified),) = plan["modify"]
+    written = rules.action_to_api(modified["action"])
+    assert [a["Type"] for a in written] == [auth["Type"], "forward"]
+    assert [a["Order"] for a in written] == [1, 2]
+    if auth is OIDC:
+        assert written[0]["AuthenticateOidcConfig"]["UseExistingClientSecret"] is True
+        assert "ClientSecret" not in written[0]["AuthenticateOidcConfig"]
