@@ -14,11 +14,19 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import ipaddress
+import re
 
 MIN_PRIORITY = 1
 MAX_PRIORITY = 50000
 NAME_TAG = "Name"
+# AWS quotas checked before the first write (Elastic Load Balancing quotas for Application Load
+# Balancers). Rules per load balancer can be raised by AWS support, hence the module option.
+MAX_CONDITION_VALUES = 5
+MAX_TARGET_GROUPS = 5
+DEFAULT_RULES_QUOTA = 100
 AUTHENTICATE_TYPES = ("authenticate-oidc", "authenticate-cognito")
+ACTION_OPTIONS = ("target_group", "forward", "redirect", "fixed_response")
 
 # field name in the module <-> ELBv2 condition field and its *Config key
 CONDITION_FIELDS = {
@@ -303,6 +311,166 @@ def describe_rule(rule):
     return "rule [%s]" % ", ".join(parts)
 
 
+# --- up-front validation of the module's ``rules`` option ---------------------------------------
+
+_METHOD = re.compile(r"^[A-Z_-]{1,40}$")
+_STATUS = re.compile(r"^[245][0-9][0-9]$")
+_LIST_CONDITIONS = ("path_pattern", "host_header", "http_request_method", "source_ip")
+
+
+def rule_label(index, rule):
+    """``rules[2] 'canary'``: where the rule is in the task, and its name if it has one."""
+    name = rule.get("name")
+    return "rules[%d]%s" % (index, " %r" % name if name else "")
+
+
+def _value_problems(field, values, max_len=128):
+    if not values:
+        return ["%s is empty (leave the condition out to not match on it)" % field]
+    return [
+        "%s[%d] must be 1-%d characters" % (field, i, max_len)
+        for i, value in enumerate(values)
+        if not value or len(value) > max_len
+    ]
+
+
+def _condition_problems(conditions):
+    problems = []
+    count = 0
+    for option in _LIST_CONDITIONS:
+        values = conditions.get(option)
+        if values is None:
+            continue
+        field = "conditions." + option
+        problems += _value_problems(field, values)
+        count += len(values)
+        if option == "http_request_method":
+            problems += [
+                "%s[%d] %r must be upper case (A-Z, - and _; AWS compares methods case-sensitively)" % (field, i, v)
+                for i, v in enumerate(values)
+                if v and not _METHOD.match(v)
+            ]
+        if option == "source_ip":
+            for i, value in enumerate(values):
+                try:
+                    ipaddress.ip_network(value, strict=False)
+                except ValueError:
+                    problems.append("%s[%d] %r is not a CIDR block" % (field, i, value))
+    for i, header in enumerate(conditions.get("http_header") or []):
+        field = "conditions.http_header[%d]" % i
+        if not header.get("name") or len(header["name"]) > 40:
+            problems.append("%s.name must be 1-40 characters" % field)
+        problems += _value_problems(field + ".values", header.get("values"))
+        count += len(header.get("values") or [])
+    if conditions.get("http_header") == []:
+        problems.append("conditions.http_header is empty (leave the condition out to not match on it)")
+    for i, entry in enumerate(conditions.get("query_string") or []):
+        field = "conditions.query_string[%d]" % i
+        if entry.get("values") is not None:
+            if entry.get("key") is not None or entry.get("value") is not None:
+                problems.append("%s: give either key/value or values, not both" % field)
+            pairs = entry["values"]
+            field += ".values"
+        elif entry.get("value") is not None:
+            pairs = [entry]
+        else:
+            problems.append("%s needs a value (or values, a list of key/value pairs)" % field)
+            continue
+        if not pairs:
+            problems.append("%s is empty" % field)
+        for j, pair in enumerate(pairs):
+            where = field if pair is entry else "%s[%d]" % (field, j)
+            if not pair.get("value") or len(pair["value"]) > 128:
+                problems.append("%s.value must be 1-128 characters" % where)
+            if pair.get("key") is not None and not 1 <= len(pair["key"]) <= 128:
+                problems.append("%s.key must be 1-128 characters" % where)
+        count += len(pairs)
+    if conditions.get("query_string") == []:
+        problems.append("conditions.query_string is empty (leave the condition out to not match on it)")
+    if count > MAX_CONDITION_VALUES:
+        problems.append(
+            "conditions have %d values; AWS allows at most %d per rule (split the rule)" % (count, MAX_CONDITION_VALUES)
+        )
+    return problems
+
+
+def _action_problems(rule):
+    problems = []
+    forward = rule.get("forward")
+    if forward:
+        groups = forward.get("target_groups") or []
+        if not 1 <= len(groups) <= MAX_TARGET_GROUPS:
+            problems.append(
+                "forward.target_groups has %d entries; AWS allows 1-%d per action" % (len(groups), MAX_TARGET_GROUPS)
+            )
+        for i, group in enumerate(groups):
+            if not (group.get("name") or group.get("arn")):
+                problems.append("forward.target_groups[%d] needs a name or an arn" % i)
+            weight = group.get("weight")
+            if weight is not None and not 0 <= weight <= 999:
+                problems.append("forward.target_groups[%d].weight %d is out of range 0-999" % (i, weight))
+        duration = forward.get("stickiness_duration")
+        if duration is not None and not 1 <= duration <= 604800:
+            problems.append("forward.stickiness_duration %d is out of range 1-604800 seconds" % duration)
+    redirect = rule.get("redirect")
+    if redirect:
+        if redirect.get("protocol") not in (None, "HTTP", "HTTPS", "#{protocol}"):
+            problems.append("redirect.protocol %r must be HTTP, HTTPS or #{protocol}" % redirect["protocol"])
+        port = redirect.get("port")
+        if port is not None and port != "#{port}" and not (port.isdigit() and 1 <= int(port) <= 65535):
+            problems.append("redirect.port %r must be 1-65535 or #{port}" % port)
+        if redirect.get("path") is not None and not redirect["path"].startswith("/"):
+            problems.append("redirect.path %r must start with /" % redirect["path"])
+    fixed = rule.get("fixed_response")
+    if fixed:
+        if not _STATUS.match(str(fixed.get("status_code"))):
+            problems.append("fixed_response.status_code %r must be a 2XX, 4XX or 5XX code" % fixed.get("status_code"))
+        if len(fixed.get("message_body") or "") > 1024:
+            problems.append("fixed_response.message_body is longer than 1024 characters")
+    return problems
+
+
+def validate_request(rules, state="present"):
+    """Every problem of the ``rules`` option, each naming the rule and the field; [] when fine.
+
+    Run before anything is written, so that a bad entry never leaves the listener half-changed.
+    """
+    problems = []
+    for index, rule in enumerate(rules):
+        label = rule_label(index, rule)
+        conditions = {k: v for k, v in (rule.get("conditions") or {}).items() if v is not None}
+        mine = _condition_problems(conditions)
+        priority = rule.get("priority")
+        if priority is not None and not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            mine.append("priority %d is out of range %d-%d" % (priority, MIN_PRIORITY, MAX_PRIORITY))
+        if state == "present":
+            if not conditions:
+                mine.append("needs conditions")
+            actions = [option for option in ACTION_OPTIONS if rule.get(option)]
+            if not actions:
+                mine.append("needs an action: one of %s" % ", ".join(ACTION_OPTIONS))
+            mine += _action_problems(rule)
+        elif not conditions and not rule.get("name"):
+            mine.append("needs a name or conditions to find the rule to delete")
+        problems += ["%s: %s" % (label, problem) for problem in mine]
+    return problems
+
+
+def desired_rules(rules, tg_arn_of=None, state="present"):
+    """Validate the whole ``rules`` option, then convert it; RuleError lists every problem found."""
+    problems = validate_request(rules, state)
+    result = []
+    if not problems:
+        for index, rule in enumerate(rules):
+            try:
+                result.append(desired_rule(rule, tg_arn_of, need_action=(state == "present")))
+            except RuleError as e:
+                problems.append("%s: %s" % (rule_label(index, rule), e))
+    if problems:
+        raise RuleError("invalid rules, nothing was changed: " + "; ".join(problems))
+    return result
+
+
 # --- validation and matching ------------------------------------------------------------------
 
 
@@ -370,11 +538,13 @@ def match_rules(existing, desired):
 # --- planning ---------------------------------------------------------------------------------
 
 
-def plan_rules(existing, desired, purge=False, state="present"):
+def plan_rules(existing, desired, purge=False, state="present", other_rules=0, rules_quota=DEFAULT_RULES_QUOTA):
     """Compute what to do. Pure: returns a dict of operations and the predicted final rule list.
 
     Keys: ``create`` (canonical rules with final priority), ``modify`` (arn, rule), ``tag`` (arn,
     name), ``delete`` (rules), ``moves`` (arn -> final priority), ``after`` (sorted rules).
+    ``other_rules``: rules on the load balancer's other listeners, which count against the same
+    ``rules_quota``.
     """
     validate_desired(desired)
     pairs = match_rules(existing, desired)
@@ -454,6 +624,13 @@ def plan_rules(existing, desired, purge=False, state="present"):
             plan["moves"][have["arn"]] = final[index]
         after.append(result)
     plan["after"] = sort_rules(after)
+
+    total = len(plan["after"]) + other_rules
+    if total > rules_quota and total > len(existing) + other_rules:
+        raise RuleError(
+            "the load balancer would have %d rules (%d on this listener, %d on its other listeners); its quota is %d"
+            " (rules_quota; default rules not counted)" % (total, len(plan["after"]), other_rules, rules_quota)
+        )
     return plan
 
 

@@ -19,6 +19,13 @@ description:
   - Priorities are stable. A rule keeps its current priority unless O(rules[].priority) asks for
     another; a new rule without a priority gets the lowest free priority above the rules listed
     before it.
+  - The whole request is validated before the first write, and every problem is reported at once,
+    naming the rule (C(rules[N]) and its name) and the field. Checked up front - empty condition
+    lists, at most 5 condition values per rule (all conditions together), upper-case HTTP methods,
+    CIDR syntax, value lengths, 1-5 target groups per forward with weights 0-999, stickiness
+    1-604800 s, fixed-response codes 2XX/4XX/5XX, redirect protocol, port and path, priorities
+    1-50000, that each rule has conditions and an action, that target groups exist, and that the
+    load balancer stays within O(rules_quota) rules over all its listeners.
   - Updates never leave a moment with two rules on one priority (moves go through
     SetRulePriorities in collision-free steps) or a path without its rule (a replacement is
     created before the rule it replaces is deleted).
@@ -48,6 +55,13 @@ options:
         manage a part of one listener.
     type: bool
     default: false
+  rules_quota:
+    description:
+      - The account's quota of rules per Application Load Balancer (over all its listeners, default
+        rules not counted). A run that would go above it fails before any change.
+      - The AWS default is 100; raise this only if AWS raised your quota.
+    type: int
+    default: 100
   rules:
     description: The rules.
     type: list
@@ -292,7 +306,9 @@ rules:
         target_groups: [{arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/vote/1", weight: 1}]
         stickiness: {enabled: false, duration: null}
 operations:
-  description: The API calls made (or, in check mode, that would be made), in order.
+  description:
+    - The API calls made (or, in check mode, that would be made), in order.
+    - When a run fails partway, the calls that completed before the failure (also returned on failure).
   returned: always
   type: list
   elements: str
@@ -419,16 +435,27 @@ def read_rules(client, listener_arn):
     return rules_lib.sort_rules([rules_lib.rule_from_api(r, tags.get(r["RuleArn"])) for r in raw])
 
 
-def apply_plan(module, client, listener_arn, existing, plan):
-    """Run the plan in an order that keeps every path routed and every priority unique."""
-    ops = []
+def other_listener_rules(client, listener):
+    """Non-default rules on the load balancer's other listeners: they share its rules quota."""
+    count = 0
+    for other in api.describe_listeners(client, listener["LoadBalancerArn"]):
+        if other["ListenerArn"] != listener["ListenerArn"]:
+            count += sum(1 for r in api.describe_rules(client, other["ListenerArn"]) if not r.get("IsDefault"))
+    return count
+
+
+def apply_plan(module, client, listener_arn, existing, plan, ops):
+    """Run the plan in an order that keeps every path routed and every priority unique.
+
+    Each call is appended to ``ops`` once it has succeeded, so after a failure ``ops`` says
+    exactly what was already changed.
+    """
     check = module.check_mode
     current = {r["arn"]: r["priority"] for r in existing}
     labels = {r["arn"]: rules_lib.describe_rule(r) for r in existing}
     moves = dict(plan["moves"])
 
     for arn, rule in plan["modify"]:
-        ops.append("modify_rule %s" % labels[arn])
         if not check:
             api.modify_rule(
                 client,
@@ -436,10 +463,11 @@ def apply_plan(module, client, listener_arn, existing, plan):
                 Conditions=rules_lib.conditions_to_api(rule["conditions"]),
                 Actions=rules_lib.action_to_api(rule["action"]),
             )
+        ops.append("modify_rule %s" % labels[arn])
     for arn, name in plan["tag"]:
-        ops.append("add_tags Name=%s %s" % (name, labels[arn]))
         if not check:
             api.add_tags(client, arn, {rules_lib.NAME_TAG: name})
+        ops.append("add_tags Name=%s %s" % (name, labels[arn]))
 
     for rule in plan["create"]:
         label = rules_lib.describe_rule(rule)
@@ -450,7 +478,6 @@ def apply_plan(module, client, listener_arn, existing, plan):
             )
         else:
             prio = rule["priority"]
-        ops.append("create_rule priority=%d %s" % (prio, label))
         arn = "(new %s)" % label
         if not check:
             kwargs = {
@@ -462,6 +489,7 @@ def apply_plan(module, client, listener_arn, existing, plan):
             if rule["name"]:
                 kwargs["Tags"] = [{"Key": rules_lib.NAME_TAG, "Value": rule["name"]}]
             arn = api.create_rule(client, **kwargs)["RuleArn"]
+        ops.append("create_rule priority=%d %s" % (prio, label))
         current[arn] = prio
         labels[arn] = label
         if prio != rule["priority"]:
@@ -470,18 +498,17 @@ def apply_plan(module, client, listener_arn, existing, plan):
     # Deleted rules go after their replacements exist and before priorities are settled, so
     # the priorities they free can be taken.
     for rule in plan["delete"]:
-        ops.append("delete_rule priority=%d %s" % (rule["priority"], labels[rule["arn"]]))
         if not check:
             api.delete_rule(client, rule["arn"])
+        ops.append("delete_rule priority=%d %s" % (rule["priority"], labels[rule["arn"]]))
         current.pop(rule["arn"], None)
 
     for batch in rules_lib.order_moves(current, moves):
-        ops.append("set_rule_priorities " + ", ".join("%d:%s" % (prio, labels[arn]) for arn, prio in batch))
         if not check:
             api.set_rule_priorities(client, batch)
+        ops.append("set_rule_priorities " + ", ".join("%d:%s" % (prio, labels[arn]) for arn, prio in batch))
         for arn, prio in batch:
             current[arn] = prio
-    return ops
 
 
 def main():
@@ -489,6 +516,7 @@ def main():
         "listener_arn": {"type": "str", "required": True},
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         "purge": {"type": "bool", "default": False},
+        "rules_quota": {"type": "int", "default": rules_lib.DEFAULT_RULES_QUOTA},
         "rules": {
             "type": "list",
             "elements": "dict",
@@ -503,33 +531,44 @@ def main():
     state = module.params["state"]
 
     try:
-        api.describe_listener(client, listener_arn)
+        listener = api.describe_listener(client, listener_arn)
     except is_boto3_error_code("ListenerNotFound"):
         module.fail_json(msg="listener %s does not exist" % listener_arn)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
         module.fail_json_aws(e, msg="Failed to describe listener %s" % listener_arn)
 
     resolver = TargetGroupResolver(module, client)
+    # Everything is read and checked before the first write.
     try:
-        desired = [
-            rules_lib.desired_rule(r, resolver, need_action=(state == "present")) for r in module.params["rules"]
-        ]
+        desired = rules_lib.desired_rules(module.params["rules"], resolver, state=state)
         existing = read_rules(client, listener_arn)
-        plan = rules_lib.plan_rules(existing, desired, purge=module.params["purge"], state=state)
+        plan = rules_lib.plan_rules(
+            existing,
+            desired,
+            purge=module.params["purge"],
+            state=state,
+            other_rules=other_listener_rules(client, listener) if state == "present" else 0,
+            rules_quota=module.params["rules_quota"],
+        )
     except rules_lib.RuleError as e:
-        module.fail_json(msg=str(e))
+        module.fail_json(msg=str(e), operations=[])
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        module.fail_json_aws(e, msg="Failed to read the rules of listener %s" % listener_arn)
+        module.fail_json_aws(e, msg="Failed to read the rules of listener %s" % listener_arn, operations=[])
 
     changed = rules_lib.plan_changed(plan)
     ops = []
     try:
-        ops = apply_plan(module, client, listener_arn, existing, plan)
+        apply_plan(module, client, listener_arn, existing, plan, ops)
         after = read_rules(client, listener_arn) if changed and not module.check_mode else plan["after"]
-    except rules_lib.RuleError as e:
-        module.fail_json(msg=str(e), operations=ops)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        module.fail_json_aws(e, msg="Failed to update the rules of listener %s" % listener_arn, operations=ops)
+    except (rules_lib.RuleError, botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        msg = "Failed to update the rules of listener %s after %d completed call(s) (see operations): %s" % (
+            listener_arn,
+            len(ops),
+            "; ".join(ops) or "nothing was changed",
+        )
+        if isinstance(e, rules_lib.RuleError):
+            module.fail_json(msg="%s: %s" % (msg, e), operations=ops, changed=bool(ops))
+        module.fail_json_aws(e, msg=msg, operations=ops, changed=bool(ops))
 
     result = {
         "changed": changed,

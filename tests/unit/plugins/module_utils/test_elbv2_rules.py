@@ -315,6 +315,77 @@ def test_matching_does_not_depend_on_listing_order(order):
     assert not rules.plan_changed(plan)
 
 
+# --- validation before the first write (#14) --------------------------------------------------
+
+
+def rule_param(**kwargs):
+    rule = {"name": None, "priority": None, "conditions": {"path_pattern": ["/a"]}, "target_group": "vote"}
+    rule.update(kwargs)
+    return rule
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"conditions": {"path_pattern": []}}, r"rules\[1\] 'bad': conditions.path_pattern is empty"),
+        (
+            {"conditions": {"path_pattern": ["/1", "/2", "/3"], "host_header": ["a", "b", "c"]}},
+            r"6 values; AWS allows at most 5",
+        ),
+        (
+            {"conditions": {"http_request_method": ["get"]}},
+            r"conditions.http_request_method\[0\] 'get' must be upper case",
+        ),
+        (
+            {"conditions": {"source_ip": ["10.0.0.300/8"]}},
+            r"conditions.source_ip\[0\] '10.0.0.300/8' is not a CIDR block",
+        ),
+        ({"conditions": {"http_header": [{"name": "X-A", "values": []}]}}, r"http_header\[0\].values is empty"),
+        ({"conditions": {"query_string": [{"values": []}]}}, r"query_string\[0\].values is empty"),
+        ({"target_group": None}, r"rules\[1\] 'bad': needs an action: one of target_group, forward"),
+        ({"conditions": None}, r"rules\[1\] 'bad': needs conditions"),
+        ({"target_group": None, "forward": {"target_groups": [{"name": "vote"}] * 6}}, r"6 entries; AWS allows 1-5"),
+        ({"target_group": None, "forward": {"target_groups": [{"name": "vote", "weight": 1000}]}}, r"weight 1000"),
+        ({"target_group": None, "fixed_response": {"status_code": "600"}}, r"fixed_response.status_code '600'"),
+        ({"target_group": None, "redirect": {"status_code": "HTTP_301", "path": "x"}}, r"redirect.path 'x' must start"),
+        ({"priority": 0}, r"priority 0 is out of range"),
+        ({"target_group": "nope"}, r"rules\[1\] 'bad': unknown target group 'nope'"),
+    ],
+)
+def test_bad_input_fails_before_anything_naming_the_rule_and_the_field(bad, message):
+    request = [rule_param(name="good"), rule_param(name="bad", **bad)]
+    with pytest.raises(rules.RuleError, match="invalid rules, nothing was changed: .*" + message):
+        rules.desired_rules(request, resolve)
+
+
+def test_every_problem_is_reported_at_once():
+    request = [rule_param(conditions={"path_pattern": []}), rule_param(name="b", target_group=None)]
+    problems = rules.validate_request(request)
+    assert problems == [
+        "rules[0]: conditions.path_pattern is empty (leave the condition out to not match on it)",
+        "rules[1] 'b': needs an action: one of target_group, forward, redirect, fixed_response",
+    ]
+
+
+def test_absent_needs_no_action():
+    assert rules.validate_request([{"name": "old"}], state="absent") == []
+    assert rules.validate_request([{}], state="absent") == [
+        "rules[0]: needs a name or conditions to find the rule to delete"
+    ]
+
+
+def test_rules_quota_counts_other_listeners():
+    have = existing(*[(f"r{i}", i + 1, f"/{i}") for i in range(3)])
+    desired = [want(f"/{i}") for i in range(3)] + [want("/new")]
+    with pytest.raises(
+        rules.RuleError, match=r"would have 101 rules \(4 on this listener, 97 on its other listeners\)"
+    ):
+        rules.plan_rules(have, desired, other_rules=97)
+    assert rules.plan_rules(have, desired, other_rules=97, rules_quota=200)["create"]
+    # Already over a lowered quota: a run that adds nothing is not blocked.
+    assert not rules.plan_changed(rules.plan_rules(have, desired[:3], other_rules=97))
+
+
 # --- round trips the API shape used to lose (#14) ---------------------------------------------
 
 
