@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import bisect
 import copy
 import ipaddress
 import re
@@ -471,6 +472,88 @@ def desired_rules(rules, tg_arn_of=None, state="present"):
     return result
 
 
+# --- shadowing: a rule evaluated earlier that matches everything a later one matches --------------
+
+
+def _glob_covers(general, specific, fold):
+    """True when every string matched by glob ``specific`` is matched by glob ``general`` (``*``, ``?``).
+
+    Sound, not complete: a ``*`` in ``specific`` is only covered by a ``*``, a ``?`` by ``?`` or ``*``.
+    """
+    if fold:
+        general, specific = general.lower(), specific.lower()
+    # reach[j]: general[:i] can consume specific[:j]
+    reach = [True] + [False] * len(specific)
+    for g in general:
+        if g == "*":
+            for j in range(1, len(reach)):
+                reach[j] = reach[j] or reach[j - 1]
+            continue
+        new = [False] * len(reach)
+        for j in range(1, len(reach)):
+            s = specific[j - 1]
+            new[j] = reach[j - 1] and (s == g if g != "?" else s != "*") and (g == "?" or s not in "*?")
+        reach = new
+    return reach[-1]
+
+
+def _globs_cover(general, specific, fold):
+    return all(any(_glob_covers(g, s, fold) for g in general) for s in specific)
+
+
+def _cidrs_cover(general, specific):
+    def inside(s, g):
+        try:
+            s, g = ipaddress.ip_network(s, strict=False), ipaddress.ip_network(g, strict=False)
+        except ValueError:
+            return False
+        return s.version == g.version and s.subnet_of(g)
+
+    return all(any(inside(s, g) for g in general) for s in specific)
+
+
+def _pairs_cover(general, specific):
+    def pair(g, s):
+        if g["key"] is not None and (s["key"] is None or not _glob_covers(g["key"], s["key"], True)):
+            return False
+        return _glob_covers(g["value"], s["value"], True)
+
+    return all(any(pair(g, s) for g in general) for s in specific)
+
+
+def conditions_cover(general, specific):
+    """True when every request matching canonical conditions ``specific`` also matches ``general``.
+
+    Conditions of different types AND, values of one condition OR; so ``general`` covers
+    ``specific`` when each of its conditions is implied by one of ``specific``'s.
+    """
+    for option, want in general.items():
+        have = specific.get(option)
+        if have is None:
+            return False
+        if option == "path_pattern":
+            ok = _globs_cover(want, have, fold=False)
+        elif option == "host_header":
+            ok = _globs_cover(want, have, fold=True)
+        elif option == "http_request_method":
+            ok = set(have) <= set(want)
+        elif option == "source_ip":
+            ok = _cidrs_cover(want, have)
+        elif option == "http_header":
+            ok = all(
+                any(
+                    h["name"].lower() == w["name"].lower() and _globs_cover(w["values"], h["values"], True)
+                    for h in have
+                )
+                for w in want
+            )
+        else:
+            ok = all(any(_pairs_cover(w["values"], h["values"]) for h in have) for w in want)
+        if not ok:
+            return False
+    return bool(general)
+
+
 # --- validation and matching ------------------------------------------------------------------
 
 
@@ -538,18 +621,123 @@ def match_rules(existing, desired):
 # --- planning ---------------------------------------------------------------------------------
 
 
+def _free_between(low, high, foreign_sorted):
+    """Number of priorities strictly between low and high that no kept, unmanaged rule holds."""
+    if high <= low + 1:
+        return 0
+    held = bisect.bisect_left(foreign_sorted, high) - bisect.bisect_right(foreign_sorted, low)
+    return high - low - 1 - held
+
+
+def assign_priorities(pairs, foreign):
+    """Final priority of each (want, have) pair so that list order is evaluation order.
+
+    Explicit priorities are fixed; every other matched rule keeps its priority when it can, and
+    as many of them as possible do (a longest chain of rules that are already in order and leave
+    room for the rules listed between them); the rest, and new rules, take the lowest free
+    priorities after the rule listed before them. ``foreign``: priorities of kept, unmanaged rules.
+    """
+    foreign_sorted = sorted(foreign)
+    n = len(pairs)
+    # Anchors: (index, priority, weight, mandatory), with virtual ends at -1 and n.
+    anchors = [(-1, MIN_PRIORITY - 1, 0, True)]
+    for index, (want, have) in enumerate(pairs):
+        if want["priority"] is not None:
+            anchors.append((index, want["priority"], 0, True))
+        elif have is not None:
+            anchors.append((index, have["priority"], 1, False))
+    anchors.append((n, MAX_PRIORITY + 1, 0, True))
+
+    def fits(a, b):
+        return a[1] < b[1] and _free_between(a[1], b[1], foreign_sorted) >= b[0] - a[0] - 1
+
+    _check_explicit_order(pairs, anchors, fits)
+    best = [None] * len(anchors)  # (kept count, previous anchor) of the best chain ending here
+    best[0] = (0, None)
+    for k in range(1, len(anchors)):
+        for j in range(k - 1, -1, -1):
+            if best[j] is not None and fits(anchors[j], anchors[k]):
+                score = best[j][0] + anchors[k][2]
+                if best[k] is None or score > best[k][0]:
+                    best[k] = (score, j)
+            if anchors[j][3]:
+                break  # a chain may not skip a rule with an explicit priority
+    chain = []
+    k = len(anchors) - 1
+    while k is not None:
+        chain.append(anchors[k])
+        k = best[k][1]
+    chain.reverse()
+
+    final = {}
+    for position in range(len(chain) - 1):
+        start, low = chain[position][:2]
+        end = chain[position + 1][0]
+        if start >= 0:
+            final[start] = low
+        candidate = low
+        for index in range(start + 1, end):
+            candidate += 1
+            while candidate in foreign:
+                candidate += 1
+            final[index] = candidate
+    return final
+
+
+def _check_explicit_order(pairs, anchors, fits):
+    """Fail, naming the rules, when the explicit priorities alone cannot follow the list order."""
+    fixed = [a for a in anchors if a[3]]
+    for position in range(len(fixed) - 1):
+        a, b = fixed[position], fixed[position + 1]
+        if fits(a, b):
+            continue
+        before = describe_rule(pairs[a[0]][0]) if a[0] >= 0 else None
+        after = describe_rule(pairs[b[0]][0]) if b[0] < len(pairs) else None
+        if before and after and a[1] >= b[1]:
+            raise RuleError(
+                "%s is listed after %s but asks for priority %d, not above %d: list order is evaluation order,"
+                " so list the rules in priority order" % (after, before, b[1], a[1])
+            )
+        squeezed = ", ".join(describe_rule(pairs[i][0]) for i in range(a[0] + 1, b[0]))
+        raise RuleError(
+            "no free priority for %s, listed %s: give %s an explicit priority with room for them"
+            % (
+                squeezed,
+                "between %s (priority %d) and %s (priority %d)" % (before, a[1], after, b[1])
+                if before and after
+                else (
+                    "after %s (priority %d)" % (before, a[1]) if before else "before %s (priority %d)" % (after, b[1])
+                ),
+                "the rules around them" if before and after else (before or after),
+            )
+        )
+
+
+def shadowed_rules(after, listed):
+    """(earlier, later) pairs of rules in ``after`` (sorted by priority) where the earlier one's
+    conditions cover the later one's, so the later rule can never match. ``listed``: ids of the
+    rules this task manages, to tell the user's own ordering mistakes from a neighbour's."""
+    found = []
+    for i, later in enumerate(after):
+        for earlier in after[:i]:
+            if conditions_cover(earlier["conditions"], later["conditions"]):
+                found.append((earlier, later, id(earlier) in listed and id(later) in listed))
+                break
+    return found
+
+
 def plan_rules(existing, desired, purge=False, state="present", other_rules=0, rules_quota=DEFAULT_RULES_QUOTA):
     """Compute what to do. Pure: returns a dict of operations and the predicted final rule list.
 
     Keys: ``create`` (canonical rules with final priority), ``modify`` (arn, rule), ``tag`` (arn,
-    name), ``delete`` (rules), ``moves`` (arn -> final priority), ``after`` (sorted rules).
-    ``other_rules``: rules on the load balancer's other listeners, which count against the same
-    ``rules_quota``.
+    name), ``delete`` (rules), ``moves`` (arn -> final priority), ``after`` (sorted rules),
+    ``warnings`` (messages). ``other_rules``: rules on the load balancer's other listeners, which
+    count against the same ``rules_quota``.
     """
     validate_desired(desired)
     pairs = match_rules(existing, desired)
     matched_arns = {have["arn"] for _want, have in pairs if have is not None}
-    plan = {"create": [], "modify": [], "tag": [], "delete": [], "moves": {}, "after": []}
+    plan = {"create": [], "modify": [], "tag": [], "delete": [], "moves": {}, "after": [], "warnings": []}
 
     if state == "absent":
         plan["delete"] = sort_rules([have for _want, have in pairs if have is not None])
@@ -566,51 +754,23 @@ def plan_rules(existing, desired, purge=False, state="present", other_rules=0, r
 
     # Priorities that are not ours to take: rules we keep but do not manage.
     foreign = {r["priority"]: r for r in kept_unmanaged}
-    # Final priorities: explicit ones first, then the current priority of matched rules.
-    final = {}
-    taken = {}
-    for index, (want, _have) in enumerate(pairs):
-        if want["priority"] is not None:
-            if want["priority"] in foreign:
-                raise RuleError(
-                    "overlapping rule priorities: %s asks for priority %d, which %s (not managed by this task) holds;"
-                    " choose another priority or set purge=true"
-                    % (describe_rule(want), want["priority"], describe_rule(foreign[want["priority"]]))
-                )
-            final[index] = want["priority"]
-            taken[want["priority"]] = want
-    for index, (want, have) in enumerate(pairs):
-        if index in final or have is None:
-            continue
-        if have["priority"] in taken:
+    for want, _have in pairs:
+        if want["priority"] in foreign:
             raise RuleError(
-                "overlapping rule priorities: %s asks for priority %d, which %s already holds;"
-                " give %s an explicit priority"
-                % (describe_rule(taken[have["priority"]]), have["priority"], describe_rule(have), describe_rule(want))
+                "overlapping rule priorities: %s asks for priority %d, which %s (not managed by this task) holds;"
+                " choose another priority or set purge=true"
+                % (describe_rule(want), want["priority"], describe_rule(foreign[want["priority"]]))
             )
-        final[index] = have["priority"]
-        taken[have["priority"]] = want
-    occupied = set(taken) | set(foreign)
-    floor = 0
-    for index, (want, _have) in enumerate(pairs):
-        if index in final:
-            floor = max(floor, final[index])
-            continue
-        candidate = floor + 1
-        while candidate in occupied:
-            candidate += 1
-        if candidate > MAX_PRIORITY:
-            raise RuleError("no free priority left for %s" % describe_rule(want))
-        final[index] = candidate
-        occupied.add(candidate)
-        floor = candidate
+    final = assign_priorities(pairs, foreign)
 
     after = [copy.deepcopy(r) for r in kept_unmanaged]
+    listed = set()
     for index, (want, have) in enumerate(pairs):
         target = dict(want, priority=final[index])
         if have is None:
             plan["create"].append(target)
             after.append(target)
+            listed.add(id(target))
             continue
         result = dict(target, arn=have["arn"], name=want["name"] or have["name"])
         if have["action"].get("authenticate"):
@@ -623,6 +783,7 @@ def plan_rules(existing, desired, purge=False, state="present", other_rules=0, r
         if final[index] != have["priority"]:
             plan["moves"][have["arn"]] = final[index]
         after.append(result)
+        listed.add(id(result))
     plan["after"] = sort_rules(after)
 
     total = len(plan["after"]) + other_rules
@@ -631,6 +792,17 @@ def plan_rules(existing, desired, purge=False, state="present", other_rules=0, r
             "the load balancer would have %d rules (%d on this listener, %d on its other listeners); its quota is %d"
             " (rules_quota; default rules not counted)" % (total, len(plan["after"]), other_rules, rules_quota)
         )
+    for earlier, later, both_listed in shadowed_rules(plan["after"], listed):
+        message = "%s (priority %d) covers everything %s (priority %d) matches, so %s can never match" % (
+            describe_rule(earlier),
+            earlier["priority"],
+            describe_rule(later),
+            later["priority"],
+            describe_rule(later),
+        )
+        if both_listed:
+            raise RuleError(message + ": list the more specific rule first")
+        plan["warnings"].append(message)
     return plan
 
 

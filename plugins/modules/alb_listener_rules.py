@@ -15,10 +15,20 @@ version_added: 0.1.0
 description:
   - Manages the rules of one ALB listener from a list.
   - Rules are matched to the existing ones by their O(rules[].name) tag when given, otherwise by
-    their conditions, never by priority, so inserting a rule leaves its neighbours untouched.
-  - Priorities are stable. A rule keeps its current priority unless O(rules[].priority) asks for
-    another; a new rule without a priority gets the lowest free priority above the rules listed
-    before it.
+    their conditions, never by priority, so inserting a rule does not rewrite its neighbours.
+  - B(List order is evaluation order.) The rules of O(rules) get increasing priorities in the order
+    they are listed, so the first listed rule that matches a request is the one AWS applies.
+    A rule is inserted where it is listed, moving as few rules as possible - existing rules keep their
+    priority whenever it already fits the order and leaves room for the rules listed between them;
+    the others, and new rules, take the lowest free priority after the rule listed before them.
+    O(rules[].priority) pins a rule; pinned priorities must increase in list order.
+  - Rules this task does not list (O(purge=false)) keep their priorities; listed rules are placed
+    around them.
+  - A listed rule whose conditions are covered by a rule listed before it (for example V(/vote*)
+    listed before V(/vote*) plus an C(X-Canary) header) could never match, so the task fails
+    naming both before any change; when the covering or covered rule is one this task does not
+    manage, it warns instead. The check is conservative (wildcards, CIDR blocks, header and
+    query-string conditions), so it never reports a shadow that is not one.
   - The whole request is validated before the first write, and every problem is reported at once,
     naming the rule (C(rules[N]) and its name) and the field. Checked up front - empty condition
     lists, at most 5 condition values per rule (all conditions together), upper-case HTTP methods,
@@ -63,7 +73,7 @@ options:
     type: int
     default: 100
   rules:
-    description: The rules.
+    description: The rules, in evaluation order.
     type: list
     elements: dict
     required: true
@@ -75,7 +85,8 @@ options:
         type: str
       priority:
         description:
-          - Explicit priority (1-50000). Two rules with the same priority are an error.
+          - Explicit priority (1-50000). Two rules with the same priority are an error, and so is a
+            priority that does not increase in list order.
         type: int
       conditions:
         description: What the rule matches. At least one condition is needed with O(state=present).
@@ -236,6 +247,20 @@ EXAMPLES = r"""
         conditions:
           path_pattern: ["/result*"]
         target_group: votingapp-result
+
+- name: A header canary goes before the rule that covers it (list order is evaluation order)
+  votingapp.stack.alb_listener_rules:
+    listener_arn: "{{ listener_arn }}"
+    rules:
+      - name: vote-canary
+        conditions:
+          path_pattern: ["/vote*"]
+          http_header: [{name: X-Canary, values: ["1"]}]
+        target_group: votingapp-vote-canary
+      - name: vote
+        conditions:
+          path_pattern: ["/vote*"]
+        target_group: votingapp-vote
 
 - name: Two query-string conditions (AND), the second with two accepted pairs (OR)
   votingapp.stack.alb_listener_rules:
@@ -554,6 +579,8 @@ def main():
         module.fail_json(msg=str(e), operations=[])
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg="Failed to read the rules of listener %s" % listener_arn, operations=[])
+    for warning in plan["warnings"]:
+        module.warn(warning)
 
     changed = rules_lib.plan_changed(plan)
     ops = []
