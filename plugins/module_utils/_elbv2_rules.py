@@ -699,18 +699,14 @@ def _check_explicit_order(pairs, anchors, fits):
                 " so list the rules in priority order" % (after, before, b[1], a[1])
             )
         squeezed = ", ".join(describe_rule(pairs[i][0]) for i in range(a[0] + 1, b[0]))
-        raise RuleError(
-            "no free priority for %s, listed %s: give %s an explicit priority with room for them"
-            % (
-                squeezed,
-                "between %s (priority %d) and %s (priority %d)" % (before, a[1], after, b[1])
-                if before and after
-                else (
-                    "after %s (priority %d)" % (before, a[1]) if before else "before %s (priority %d)" % (after, b[1])
-                ),
-                "the rules around them" if before and after else (before or after),
-            )
-        )
+        if before and after:
+            where = "between %s (priority %d) and %s (priority %d)" % (before, a[1], after, b[1])
+            fix = "leave a wider gap between their priorities"
+        elif before:
+            where, fix = "after %s (priority %d)" % (before, a[1]), "give %s a lower priority" % before
+        else:
+            where, fix = "before %s (priority %d)" % (after, b[1]), "give %s a higher priority" % after
+        raise RuleError("no free priority for %s, listed %s: %s" % (squeezed, where, fix))
 
 
 def shadowed_rules(after, listed):

@@ -303,6 +303,24 @@ def test_duplicate_names_and_conditions_and_range_fail():
         rules.plan_rules([], [want("/a", priority=50001)])
 
 
+@pytest.mark.parametrize(
+    ("desired", "message"),
+    [
+        (
+            [("/a", "a", 5), ("/n", "n", None), ("/b", "b", 6)],
+            r"rule 'n', listed between rule 'a' \(priority 5\) and rule 'b' \(priority 6\): leave a wider gap",
+        ),
+        (
+            [("/n", "n", None), ("/a", "a", 1)],
+            r"rule 'n', listed before rule 'a' \(priority 1\): give rule 'a' a higher",
+        ),
+    ],
+)
+def test_no_room_between_pinned_priorities_says_where_and_what_to_change(desired, message):
+    with pytest.raises(rules.RuleError, match="no free priority for " + message):
+        rules.plan_rules([], [want(path, name=name, priority=prio) for path, name, prio in desired])
+
+
 def test_explicit_priorities_swap_two_rules():
     have = existing(("a", 1, "/a", "a"), ("b", 2, "/b", "b"))
     plan = rules.plan_rules(have, [want("/b", name="b", priority=1), want("/a", name="a", priority=2)])
