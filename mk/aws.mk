@@ -5,5 +5,5 @@
 .PHONY: test-aws
 test-aws: venv collection-link ## AWS: module unit tests, integration targets and aws_up/aws_down against moto
 	python -m pytest -q -p no:cacheprovider tests/unit/plugins/module_utils/test_elbv2_rules.py \
-	  tests/unit/plugins/module_utils/test_elbv2_health.py
+	  tests/unit/plugins/module_utils/test_elbv2_health.py tests/unit/plugins/modules/test_alb_listener_rules.py
 	python -m pytest -q -p no:cacheprovider -n 3 tests/integration

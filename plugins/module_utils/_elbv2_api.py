@@ -25,6 +25,22 @@ def describe_listener(client, listener_arn):
 
 
 @_RETRY_READ
+def _describe_listeners_page(client, **kwargs):
+    return client.describe_listeners(**kwargs)
+
+
+def describe_listeners(client, load_balancer_arn):
+    listeners = []
+    kwargs = {"LoadBalancerArn": load_balancer_arn, "PageSize": 400}
+    while True:
+        page = _describe_listeners_page(client, **kwargs)
+        listeners.extend(page.get("Listeners", []))
+        if not page.get("NextMarker"):
+            return listeners
+        kwargs["Marker"] = page["NextMarker"]
+
+
+@_RETRY_READ
 def _describe_rules_page(client, **kwargs):
     return client.describe_rules(**kwargs)
 

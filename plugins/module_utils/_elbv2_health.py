@@ -29,12 +29,26 @@ def health_check_of(target_group):
     }
 
 
+def validate_options(params):
+    """Problems with the wait options, each naming the option; [] when fine."""
+    problems = []
+    if params["wait_delay"] < 1:
+        # 0 would poll DescribeTargetHealth in a tight loop; a negative value cannot be slept.
+        problems.append("wait_delay must be at least 1 second, got %d" % params["wait_delay"])
+    if params["wait_timeout"] < 0:
+        problems.append("wait_timeout must be 0 or more seconds, got %d" % params["wait_timeout"])
+    if params["min_targets"] < 0:
+        problems.append("min_targets must be 0 or more, got %d" % params["min_targets"])
+    return problems
+
+
 def hint_for(reason, description, target_port, check):
-    """What a person should look at for this reason code, in the group's own terms."""
+    """What a person should look at for this reason code, in the group's own terms (its health
+    check protocol, port, path and matcher as DescribeTargetGroups reports them)."""
     port = check["port"]
     if port in (None, "traffic-port"):
         port = target_port
-    path = check.get("path") or "/"
+    request = " ".join(str(part) for part in (check.get("protocol"), check.get("path")) if part)
     if reason is None:
         return None
     if reason in PENDING_REASONS:
@@ -44,9 +58,16 @@ def hint_for(reason, description, target_port, check):
         )
     if reason == "Target.ResponseCodeMismatch":
         return (
-            "wrong health check path or matcher: GET %s on port %s answered %s but the group expects %s."
-            " Vote answers 200 on /, result on /result/; check the target group's health check path and"
-            " the service's URL prefix" % (path, port, _code_in(description) or "another code", check.get("matcher"))
+            "wrong health check path or matcher: the health check (%s on port %s) got %s but the group expects %s:"
+            " make the service answer %s there (mind its URL prefix), or change the target group's health check"
+            " path or matcher"
+            % (
+                request or "as configured",
+                port,
+                _code_in(description) or "another code",
+                check.get("matcher"),
+                check.get("matcher"),
+            )
         )
     if reason == "Target.Timeout":
         return (

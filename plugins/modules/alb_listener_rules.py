@@ -15,13 +15,33 @@ version_added: 0.1.0
 description:
   - Manages the rules of one ALB listener from a list.
   - Rules are matched to the existing ones by their O(rules[].name) tag when given, otherwise by
-    their conditions, never by priority, so inserting a rule leaves its neighbours untouched.
-  - Priorities are stable. A rule keeps its current priority unless O(rules[].priority) asks for
-    another; a new rule without a priority gets the lowest free priority above the rules listed
-    before it.
+    their conditions, never by priority, so inserting a rule does not rewrite its neighbours.
+  - B(List order is evaluation order.) The rules of O(rules) get increasing priorities in the order
+    they are listed, so the first listed rule that matches a request is the one AWS applies.
+    A rule is inserted where it is listed, moving as few rules as possible - existing rules keep their
+    priority whenever it already fits the order and leaves room for the rules listed between them;
+    the others, and new rules, take the lowest free priority after the rule listed before them.
+    O(rules[].priority) pins a rule; pinned priorities must increase in list order.
+  - Rules this task does not list (O(purge=false)) keep their priorities; listed rules are placed
+    around them.
+  - A listed rule whose conditions are covered by a rule listed before it (for example V(/vote*)
+    listed before V(/vote*) plus an C(X-Canary) header) could never match, so the task fails
+    naming both before any change; when the covering or covered rule is one this task does not
+    manage, it warns instead. The check is conservative (wildcards, CIDR blocks, header and
+    query-string conditions), so it never reports a shadow that is not one.
+  - The whole request is validated before the first write, and every problem is reported at once,
+    naming the rule (C(rules[N]) and its name) and the field. Checked up front - empty condition
+    lists, at most 5 condition values per rule (all conditions together), upper-case HTTP methods,
+    CIDR syntax, value lengths, 1-5 target groups per forward with weights 0-999, stickiness
+    1-604800 s, fixed-response codes 2XX/4XX/5XX, redirect protocol, port and path, priorities
+    1-50000, that each rule has conditions and an action, that target groups exist, and that the
+    load balancer stays within O(rules_quota) rules over all its listeners.
   - Updates never leave a moment with two rules on one priority (moves go through
     SetRulePriorities in collision-free steps) or a path without its rule (a replacement is
     created before the rule it replaces is deleted).
+  - Existing C(authenticate-oidc) and C(authenticate-cognito) actions of a rule are not managed
+    here but are kept in front of its action when the rule is modified (the OIDC client secret
+    stays the stored one).
   - The listener and its default action are not managed here; create them with
     M(amazon.aws.elb_application_lb) without C(Rules).
 author:
@@ -45,8 +65,15 @@ options:
         manage a part of one listener.
     type: bool
     default: false
+  rules_quota:
+    description:
+      - The account's quota of rules per Application Load Balancer (over all its listeners, default
+        rules not counted). A run that would go above it fails before any change.
+      - The AWS default is 100; raise this only if AWS raised your quota.
+    type: int
+    default: 100
   rules:
-    description: The rules.
+    description: The rules, in evaluation order.
     type: list
     elements: dict
     required: true
@@ -58,7 +85,8 @@ options:
         type: str
       priority:
         description:
-          - Explicit priority (1-50000). Two rules with the same priority are an error.
+          - Explicit priority (1-50000). Two rules with the same priority are an error, and so is a
+            priority that does not increase in list order.
         type: int
       conditions:
         description: What the rule matches. At least one condition is needed with O(state=present).
@@ -95,7 +123,11 @@ options:
                 elements: str
                 required: true
           query_string:
-            description: Query-string key/value pairs (any may match).
+            description:
+              - Query-string conditions; each entry is one condition and all must match (AND).
+              - An entry is one pair (O(rules[].conditions.query_string[].key),
+                O(rules[].conditions.query_string[].value)) or a list of pairs of which any may
+                match (O(rules[].conditions.query_string[].values)).
             type: list
             elements: dict
             suboptions:
@@ -105,7 +137,18 @@ options:
               value:
                 description: Value.
                 type: str
-                required: true
+              values:
+                description: Pairs of which any may match (OR), instead of one key/value.
+                type: list
+                elements: dict
+                suboptions:
+                  key:
+                    description: Key; omit to match the value alone.
+                    type: str
+                  value:
+                    description: Value.
+                    type: str
+                    required: true
       target_group:
         description: Forward to this one target group (name or ARN). Shortcut for O(rules[].forward).
         type: str
@@ -205,6 +248,33 @@ EXAMPLES = r"""
           path_pattern: ["/result*"]
         target_group: votingapp-result
 
+- name: A header canary goes before the rule that covers it (list order is evaluation order)
+  votingapp.stack.alb_listener_rules:
+    listener_arn: "{{ listener_arn }}"
+    rules:
+      - name: vote-canary
+        conditions:
+          path_pattern: ["/vote*"]
+          http_header: [{name: X-Canary, values: ["1"]}]
+        target_group: votingapp-vote-canary
+      - name: vote
+        conditions:
+          path_pattern: ["/vote*"]
+        target_group: votingapp-vote
+
+- name: Two query-string conditions (AND), the second with two accepted pairs (OR)
+  votingapp.stack.alb_listener_rules:
+    listener_arn: "{{ listener_arn }}"
+    rules:
+      - name: debug
+        conditions:
+          path_pattern: ["/result*"]
+          query_string:
+            - {key: debug, value: "1"}
+            - values: [{key: user, value: admin}, {key: user, value: ops}]
+        fixed_response:
+          status_code: "403"
+
 - name: Canary 10% of /vote to a second target group
   votingapp.stack.alb_listener_rules:
     listener_arn: "{{ listener_arn }}"
@@ -261,7 +331,9 @@ rules:
         target_groups: [{arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/vote/1", weight: 1}]
         stickiness: {enabled: false, duration: null}
 operations:
-  description: The API calls made (or, in check mode, that would be made), in order.
+  description:
+    - The API calls made (or, in check mode, that would be made), in order.
+    - When a run fails partway, the calls that completed before the failure (also returned on failure).
   returned: always
   type: list
   elements: str
@@ -294,7 +366,17 @@ CONDITIONS_SPEC = {
     "query_string": {
         "type": "list",
         "elements": "dict",
-        "options": {"key": {"type": "str", "no_log": False}, "value": {"type": "str", "required": True}},
+        "options": {
+            "key": {"type": "str", "no_log": False},
+            "value": {"type": "str"},
+            "values": {
+                "type": "list",
+                "elements": "dict",
+                "options": {"key": {"type": "str", "no_log": False}, "value": {"type": "str", "required": True}},
+            },
+        },
+        "mutually_exclusive": [["value", "values"], ["key", "values"]],
+        "required_one_of": [["value", "values"]],
     },
 }
 
@@ -378,16 +460,27 @@ def read_rules(client, listener_arn):
     return rules_lib.sort_rules([rules_lib.rule_from_api(r, tags.get(r["RuleArn"])) for r in raw])
 
 
-def apply_plan(module, client, listener_arn, existing, plan):
-    """Run the plan in an order that keeps every path routed and every priority unique."""
-    ops = []
+def other_listener_rules(client, listener):
+    """Non-default rules on the load balancer's other listeners: they share its rules quota."""
+    count = 0
+    for other in api.describe_listeners(client, listener["LoadBalancerArn"]):
+        if other["ListenerArn"] != listener["ListenerArn"]:
+            count += sum(1 for r in api.describe_rules(client, other["ListenerArn"]) if not r.get("IsDefault"))
+    return count
+
+
+def apply_plan(module, client, listener_arn, existing, plan, ops):
+    """Run the plan in an order that keeps every path routed and every priority unique.
+
+    Each call is appended to ``ops`` once it has succeeded, so after a failure ``ops`` says
+    exactly what was already changed.
+    """
     check = module.check_mode
     current = {r["arn"]: r["priority"] for r in existing}
     labels = {r["arn"]: rules_lib.describe_rule(r) for r in existing}
     moves = dict(plan["moves"])
 
     for arn, rule in plan["modify"]:
-        ops.append("modify_rule %s" % labels[arn])
         if not check:
             api.modify_rule(
                 client,
@@ -395,10 +488,11 @@ def apply_plan(module, client, listener_arn, existing, plan):
                 Conditions=rules_lib.conditions_to_api(rule["conditions"]),
                 Actions=rules_lib.action_to_api(rule["action"]),
             )
+        ops.append("modify_rule %s" % labels[arn])
     for arn, name in plan["tag"]:
-        ops.append("add_tags Name=%s %s" % (name, labels[arn]))
         if not check:
             api.add_tags(client, arn, {rules_lib.NAME_TAG: name})
+        ops.append("add_tags Name=%s %s" % (name, labels[arn]))
 
     for rule in plan["create"]:
         label = rules_lib.describe_rule(rule)
@@ -409,7 +503,6 @@ def apply_plan(module, client, listener_arn, existing, plan):
             )
         else:
             prio = rule["priority"]
-        ops.append("create_rule priority=%d %s" % (prio, label))
         arn = "(new %s)" % label
         if not check:
             kwargs = {
@@ -421,6 +514,7 @@ def apply_plan(module, client, listener_arn, existing, plan):
             if rule["name"]:
                 kwargs["Tags"] = [{"Key": rules_lib.NAME_TAG, "Value": rule["name"]}]
             arn = api.create_rule(client, **kwargs)["RuleArn"]
+        ops.append("create_rule priority=%d %s" % (prio, label))
         current[arn] = prio
         labels[arn] = label
         if prio != rule["priority"]:
@@ -429,18 +523,17 @@ def apply_plan(module, client, listener_arn, existing, plan):
     # Deleted rules go after their replacements exist and before priorities are settled, so
     # the priorities they free can be taken.
     for rule in plan["delete"]:
-        ops.append("delete_rule priority=%d %s" % (rule["priority"], labels[rule["arn"]]))
         if not check:
             api.delete_rule(client, rule["arn"])
+        ops.append("delete_rule priority=%d %s" % (rule["priority"], labels[rule["arn"]]))
         current.pop(rule["arn"], None)
 
     for batch in rules_lib.order_moves(current, moves):
-        ops.append("set_rule_priorities " + ", ".join("%d:%s" % (prio, labels[arn]) for arn, prio in batch))
         if not check:
             api.set_rule_priorities(client, batch)
+        ops.append("set_rule_priorities " + ", ".join("%d:%s" % (prio, labels[arn]) for arn, prio in batch))
         for arn, prio in batch:
             current[arn] = prio
-    return ops
 
 
 def main():
@@ -448,6 +541,7 @@ def main():
         "listener_arn": {"type": "str", "required": True},
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         "purge": {"type": "bool", "default": False},
+        "rules_quota": {"type": "int", "default": rules_lib.DEFAULT_RULES_QUOTA},
         "rules": {
             "type": "list",
             "elements": "dict",
@@ -462,33 +556,46 @@ def main():
     state = module.params["state"]
 
     try:
-        api.describe_listener(client, listener_arn)
+        listener = api.describe_listener(client, listener_arn)
     except is_boto3_error_code("ListenerNotFound"):
         module.fail_json(msg="listener %s does not exist" % listener_arn)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
         module.fail_json_aws(e, msg="Failed to describe listener %s" % listener_arn)
 
     resolver = TargetGroupResolver(module, client)
+    # Everything is read and checked before the first write.
     try:
-        desired = [
-            rules_lib.desired_rule(r, resolver, need_action=(state == "present")) for r in module.params["rules"]
-        ]
+        desired = rules_lib.desired_rules(module.params["rules"], resolver, state=state)
         existing = read_rules(client, listener_arn)
-        plan = rules_lib.plan_rules(existing, desired, purge=module.params["purge"], state=state)
+        plan = rules_lib.plan_rules(
+            existing,
+            desired,
+            purge=module.params["purge"],
+            state=state,
+            other_rules=other_listener_rules(client, listener) if state == "present" else 0,
+            rules_quota=module.params["rules_quota"],
+        )
     except rules_lib.RuleError as e:
-        module.fail_json(msg=str(e))
+        module.fail_json(msg=str(e), operations=[])
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        module.fail_json_aws(e, msg="Failed to read the rules of listener %s" % listener_arn)
+        module.fail_json_aws(e, msg="Failed to read the rules of listener %s" % listener_arn, operations=[])
+    for warning in plan["warnings"]:
+        module.warn(warning)
 
     changed = rules_lib.plan_changed(plan)
     ops = []
     try:
-        ops = apply_plan(module, client, listener_arn, existing, plan)
+        apply_plan(module, client, listener_arn, existing, plan, ops)
         after = read_rules(client, listener_arn) if changed and not module.check_mode else plan["after"]
-    except rules_lib.RuleError as e:
-        module.fail_json(msg=str(e), operations=ops)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        module.fail_json_aws(e, msg="Failed to update the rules of listener %s" % listener_arn, operations=ops)
+    except (rules_lib.RuleError, botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        msg = "Failed to update the rules of listener %s after %d completed call(s) (see operations): %s" % (
+            listener_arn,
+            len(ops),
+            "; ".join(ops) or "nothing was changed",
+        )
+        if isinstance(e, rules_lib.RuleError):
+            module.fail_json(msg="%s: %s" % (msg, e), operations=ops, changed=bool(ops))
+        module.fail_json_aws(e, msg=msg, operations=ops, changed=bool(ops))
 
     result = {
         "changed": changed,

@@ -15,7 +15,8 @@ version_added: 0.1.0
 description:
   - Reads the health of every target in the given target groups, with AWS's reason code, its
     description and a hint naming the likely cause (wrong health check path, security group
-    not allowing the load balancer, service down, target not registered, and so on).
+    not allowing the load balancer, service down, target not registered, and so on), in terms of
+    the target group's own health check settings (protocol, port, path, matcher).
   - With O(wait=true) it polls until every group has at least O(min_targets) targets and all of
     them are healthy, and fails with the reasons and hints when O(wait_timeout) runs out.
     It stops early when no target is still in an initial state and O(fail_fast=true).
@@ -32,15 +33,15 @@ options:
     type: bool
     default: false
   wait_timeout:
-    description: Seconds to wait at most.
+    description: Seconds to wait at most (0 or more).
     type: int
     default: 300
   wait_delay:
-    description: Seconds between two polls.
+    description: Seconds between two polls (at least 1).
     type: int
     default: 10
   min_targets:
-    description: Minimum number of registered targets per group for the group to count as healthy.
+    description: Minimum number of registered targets per group for the group to count as healthy (0 or more).
     type: int
     default: 1
   fail_fast:
@@ -198,6 +199,9 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     client = module.client("elbv2")
     params = module.params
+    problems = health.validate_options(params)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
     groups = lookup_groups(module, client, params["target_groups"])
 
     start = time.monotonic()

@@ -7,6 +7,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TARGETS = HERE / "targets"
 RUN_TARGET = HERE / "run_target.yml"
+OIDC = {
+    "Issuer": "https://idp.example",
+    "AuthorizationEndpoint": "https://idp.example/authorize",
+    "TokenEndpoint": "https://idp.example/token",
+    "UserInfoEndpoint": "https://idp.example/userinfo",
+    "ClientId": "votingapp",
+    "ClientSecret": "not-a-secret",
+}
 
 
 def listener_rules(aws, prefix):
@@ -24,19 +32,27 @@ def test_every_target_has_aliases():
         assert (target / "aliases").is_file(), target
 
 
-def test_alb_listener_rules_then_out_of_band_change_is_corrected(aws, playbook):
+def test_alb_listener_rules_then_out_of_band_change_is_corrected_keeping_authentication(aws, playbook):
     run = playbook(RUN_TARGET, extra_vars={"target": "alb_listener_rules"})
     assert run.rc == 0 and run.failures == 0, run.failed_messages() or run.stderr
     before = listener_rules(aws, "itest")
     assert [int(r["Priority"]) for r in before] == [10, 20, 30]
 
-    # Behind Ansible's back: move the vote rule and point the result rule somewhere else.
+    # Behind Ansible's back: move the vote rule, put the result rule behind OIDC and point it
+    # somewhere else. The module manages the action, not the authentication in front of it.
     elb = aws.client("elbv2")
     vote, result = before[0], before[1]
     elb.set_rule_priorities(RulePriorities=[{"RuleArn": vote["RuleArn"], "Priority": 15}])
     elb.modify_rule(
         RuleArn=result["RuleArn"],
-        Actions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503", "ContentType": "text/plain"}}],
+        Actions=[
+            {"Type": "authenticate-oidc", "Order": 1, "AuthenticateOidcConfig": OIDC},
+            {
+                "Type": "fixed-response",
+                "Order": 2,
+                "FixedResponseConfig": {"StatusCode": "503", "ContentType": "text/plain"},
+            },
+        ],
     )
     drifted = {r["RuleArn"]: r for r in listener_rules(aws, "itest")}
     assert drifted[vote["RuleArn"]]["Priority"] == "15"
@@ -54,7 +70,9 @@ def test_alb_listener_rules_then_out_of_band_change_is_corrected(aws, playbook):
     assert sorted(run.changed_tasks()) == ["Final rule set", "Final rule set (check mode)"]
     after = listener_rules(aws, "itest")
     assert [(r["RuleArn"], r["Priority"]) for r in after] == [(r["RuleArn"], r["Priority"]) for r in before]
-    assert after[1]["Actions"][0]["Type"] == "forward"
+    actions = sorted(after[1]["Actions"], key=lambda a: a["Order"])
+    assert [a["Type"] for a in actions] == ["authenticate-oidc", "forward"]
+    assert actions[0]["AuthenticateOidcConfig"]["Issuer"] == OIDC["Issuer"]
 
 
 def test_alb_target_health(aws, playbook):

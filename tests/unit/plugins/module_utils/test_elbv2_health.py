@@ -36,7 +36,7 @@ def test_wrong_path_hint_names_path_code_and_expected_matcher():
     t = by_id(targets("mixed"))["i-0b1"]
     assert t["reason"] == "Target.ResponseCodeMismatch"
     assert "wrong health check path" in t["hint"]
-    assert "GET / on port 80 answered 404 but the group expects 200" in t["hint"]
+    assert "the health check (HTTP / on port 80) got 404 but the group expects 200" in t["hint"]
 
 
 def test_timeout_hint_points_at_the_security_group():
@@ -95,3 +95,27 @@ def test_hint_uses_the_health_check_port(port_setting, expected):
 
 def test_unknown_reason_still_gets_a_hint():
     assert "Target.Something" in health.hint_for("Target.Something", None, 80, CHECK)
+
+
+def test_mismatch_hint_uses_the_groups_own_path_not_this_apps():
+    group = dict(RECORDED["target_group_vote"], HealthCheckPath="/healthz", HealthCheckProtocol="HTTPS")
+    group["Matcher"] = {"HttpCode": "200-299"}
+    check = health.health_check_of(group)
+    hint = health.hint_for("Target.ResponseCodeMismatch", "Health checks failed with these codes: [503]", 8443, check)
+    assert "HTTPS /healthz on port 8443" in hint and "got 503 but the group expects 200-299" in hint
+    assert "/result/" not in hint and "Vote" not in hint
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("wait_delay", -1, "wait_delay must be at least 1 second, got -1"),
+        ("wait_delay", 0, "wait_delay must be at least 1 second, got 0"),
+        ("wait_timeout", -5, "wait_timeout must be 0 or more seconds, got -5"),
+        ("min_targets", -1, "min_targets must be 0 or more, got -1"),
+    ],
+)
+def test_wait_options_are_validated(option, value, message):
+    params = {"wait_delay": 10, "wait_timeout": 300, "min_targets": 1}
+    assert health.validate_options(params) == []
+    assert health.validate_options(dict(params, **{option: value})) == [message]
