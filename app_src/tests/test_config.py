@@ -44,6 +44,9 @@ def test_missing_variables_are_all_named():
         ({"URL_PREFIX": "/vote?x"}, "URL_PREFIX"),
         ({"GUNICORN_WORKERS": "0"}, "GUNICORN_WORKERS"),
         ({"COOKIE_SECURE": "maybe"}, "COOKIE_SECURE"),
+        ({"GUNICORN_WORKER_CLASS": "sync"}, "GUNICORN_WORKER_CLASS"),
+        ({"GUNICORN_WORKER_CONNECTIONS": "1"}, "GUNICORN_WORKER_CONNECTIONS"),
+        ({"HTTP_CLIENT_TIMEOUT": "0"}, "HTTP_CLIENT_TIMEOUT"),
     ],
 )
 def test_bad_vote_values_are_named(env, name):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 OPTION_RE = re.compile(r"^[\w][\w .+-]{0,39}$")
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
 MAX_OPTIONS = 12
+WORKER_CLASSES = ("gevent", "gthread")
 
 
 class ConfigError(Exception):
@@ -165,15 +166,25 @@ class WebSettings:
     bind: str
     workers: int
     threads: int
+    worker_class: str = "gevent"
+    worker_connections: int = 10000
+    client_timeout: float = 10.0
 
     @classmethod
     def read(cls, r: _Reader, default_threads: int) -> WebSettings:
+        worker_class = (r.raw("GUNICORN_WORKER_CLASS") or "gevent").lower()
+        if worker_class not in WORKER_CLASSES:
+            r.problems.append(f"GUNICORN_WORKER_CLASS={worker_class!r} must be one of {', '.join(WORKER_CLASSES)}")
+            worker_class = "gevent"
         return cls(
             prefix=parse_prefix(r),
             port=r.integer("PORT", 8080, 1, 65535),
             bind=r.text("BIND_ADDRESS", "0.0.0.0"),  # noqa: S104 - a container listens on all its interfaces
             workers=r.integer("GUNICORN_WORKERS", 2, 1, 64),
             threads=r.integer("GUNICORN_THREADS", default_threads, 1, 256),
+            worker_class=worker_class,
+            worker_connections=r.integer("GUNICORN_WORKER_CONNECTIONS", 10000, 10, 100000),
+            client_timeout=float(r.integer("HTTP_CLIENT_TIMEOUT", 10, 1, 300)),
         )
 
 

@@ -13,7 +13,8 @@ import psycopg2
 from flask import Flask, Response, jsonify, render_template, stream_with_context
 from prometheus_client import Counter, Gauge, Histogram
 
-from .web import SHUTDOWN, PrefixMiddleware, add_operational_routes
+from . import gevent_worker
+from .web import PrefixMiddleware, add_operational_routes, on_shutdown
 
 log = logging.getLogger("votingapp.result")
 
@@ -102,11 +103,77 @@ class TallyReader:
             return self._cached
 
 
+class TallyFeed:
+    """One poller per process for all open event streams.
+
+    While at least one viewer is connected, one thread (a greenlet under gevent) reads the counts
+    every RESULT_POLL_MS and, when they changed, publishes the event once; every viewer waits on
+    a condition for a newer version. A thousand viewers cost a thousand waiting greenlets and one
+    query per interval, not a thousand pollers.
+    """
+
+    def __init__(self, reader: TallyReader, poll_s: float):
+        self.reader = reader
+        self.poll_s = poll_s
+        self.cond = threading.Condition()
+        self.version = 0
+        self.event = ""
+        self.viewers = 0
+        self.polling = False
+        self.stopped = False
+
+    def join(self) -> None:
+        with self.cond:
+            self.viewers += 1
+            if not self.polling and not self.stopped:
+                self.polling = True
+                threading.Thread(target=self._poll, name="tally-feed", daemon=True).start()
+
+    def leave(self) -> None:
+        with self.cond:
+            self.viewers -= 1
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> tuple[int, str]:
+        """The newest (version, event), as soon as it is newer than `seen` or after `timeout`."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.version != seen or self.stopped, timeout)
+            return self.version, self.event
+
+    def _poll(self) -> None:
+        last = None
+        while True:
+            with self.cond:
+                if self.viewers <= 0 or self.stopped:
+                    self.polling = False
+                    return
+            try:
+                tally = self.reader.cached(self.poll_s)
+            except DatabaseDown:
+                tally = None
+            if tally is not None and tally != last:
+                last = tally
+                with self.cond:
+                    self.version += 1
+                    self.event = f"data: {json.dumps(tally, separators=(',', ':'))}\n\n"
+                    self.cond.notify_all()
+            with self.cond:
+                self.cond.wait_for(lambda: self.stopped, self.poll_s)
+
+
 def create_app(settings) -> Flask:
+    if gevent_worker.active():
+        gevent_worker.green_psycopg2(timeout=3.0)
     app = Flask(__name__)
     app.json.sort_keys = False
     reader = TallyReader(settings)
     poll_s = settings.poll_ms / 1000
+    feed = TallyFeed(reader, poll_s)
+    on_shutdown(feed.stop)
 
     def empty() -> dict:
         return {"options": dict.fromkeys(settings.options, 0), "total": 0}
@@ -133,25 +200,23 @@ def create_app(settings) -> Flask:
     def stream():
         def events():
             STREAM_CLIENTS.inc()
+            feed.join()
             try:
                 yield "retry: 2000\n\n"
-                last = None
-                started = last_sent = time.monotonic()
-                while time.monotonic() - started < STREAM_MAX_SECONDS and not SHUTDOWN.is_set():
-                    now = time.monotonic()
-                    try:
-                        tally = reader.cached(poll_s)
-                    except DatabaseDown:
-                        tally = None
-                    if tally is not None and tally != last:
-                        last = tally
-                        last_sent = now
-                        yield f"data: {json.dumps(tally, separators=(',', ':'))}\n\n"
-                    elif now - last_sent >= KEEPALIVE_SECONDS:
-                        last_sent = now
+                seen = 0
+                deadline = time.monotonic() + STREAM_MAX_SECONDS
+                while not feed.stopped:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    version, event = feed.wait(seen, min(KEEPALIVE_SECONDS, left))
+                    if version != seen:
+                        seen = version
+                        yield event
+                    elif not feed.stopped and left > KEEPALIVE_SECONDS:
                         yield ": keepalive\n\n"
-                    SHUTDOWN.wait(poll_s)
             finally:
+                feed.leave()
                 STREAM_CLIENTS.dec()
 
         return Response(
