@@ -82,3 +82,47 @@ def test_commands_exit_nonzero_naming_the_variable(command):
     assert f"{command}: configuration error: {expected} is required" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
     assert "hunter3" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"BIND_ADDRESS": "not-an-address"}, "BIND_ADDRESS"),
+        ({"BIND_ADDRESS": "300.1.1.1"}, "BIND_ADDRESS"),
+    ],
+)
+def test_bad_bind_address_is_named(env, name):
+    with pytest.raises(config.ConfigError, match=name):
+        config.vote_settings({**GOOD_REDIS, **env})
+
+
+def test_good_bind_addresses():
+    for bind in ("0.0.0.0", "127.0.0.1", "::", "localhost"):  # noqa: S104 - only parsed
+        assert config.vote_settings({**GOOD_REDIS, "BIND_ADDRESS": bind}).web.bind == bind
+
+
+def test_dead_letter_stream_must_differ_from_the_vote_stream():
+    env = {**GOOD_PG, **GOOD_REDIS, "VOTE_STREAM": "votes", "DEAD_LETTER_STREAM": "votes"}
+    with pytest.raises(config.ConfigError, match="DEAD_LETTER_STREAM"):
+        config.worker_settings(env)
+
+
+@pytest.mark.parametrize("command", ["vote", "worker", "result", "migrate"])
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"), ({"BIND_ADDRESS": "not-an-address"}, "BIND_ADDRESS")],
+)
+def test_bad_setting_is_exit_2_naming_it_not_a_traceback(command, env, name):
+    if name == "BIND_ADDRESS" and command in ("worker", "migrate"):
+        pytest.skip("web services only")
+    base = {**GOOD_PG, **GOOD_REDIS, "PG_HOST": "127.0.0.1", "REDIS_HOST": "127.0.0.1", "PORT": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "votingapp", command],
+        env=python_env({**base, **env}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{command}: configuration error: {name}=" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -370,3 +370,12 @@ def test_entry_errors_are_classified_by_sqlstate():
         assert is_entry_error(error(Fake, code)) and not is_retryable(error(Fake, code))
     for code in ("08006", "25006", "40001", "40P01", "53100", "57P01", "42P01", "42501", None):
         assert is_retryable(error(Fake, code)) and not is_entry_error(error(Fake, code))
+
+
+def test_block_longer_than_the_default_socket_timeout_is_an_idle_read_not_an_outage(redis_server, pg, base_env):
+    """Issue #15 item 8: WORKER_BLOCK_MS above 2 s made every idle read a "redis unavailable"."""
+    w = make_worker(base_env, WORKER_BLOCK_MS="2500", WORKER_LINGER_MS="0")
+    w.read_own_pending = False
+    w._ensure_group()
+    assert w.run_once() == 0  # waited 2.5 s for votes; none came; no TimeoutError
+    assert w.redis_ok

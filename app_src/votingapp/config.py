@@ -6,6 +6,7 @@ process stops before it serves anything (a half-configured service is worse than
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -17,6 +18,7 @@ OPTION_RE = re.compile(r"^[\w][\w .+-]{0,39}$")
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
 MAX_OPTIONS = 12
 WORKER_CLASSES = ("gevent", "gthread")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(Exception):
@@ -93,6 +95,31 @@ def parse_options(reader: _Reader) -> tuple[str, ...]:
     if len(set(options)) != len(options):
         reader.problems.append("VOTE_OPTIONS has duplicate options")
     return options
+
+
+def parse_bind(reader: _Reader) -> str:
+    """An IP address, or a host name that resolves now (gunicorn would otherwise respawn forever)."""
+    bind = reader.text("BIND_ADDRESS", "0.0.0.0")  # noqa: S104 - a container listens on all its interfaces
+    try:
+        ipaddress.ip_address(bind.strip("[]"))
+        return bind
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(bind, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        reader.problems.append(f"BIND_ADDRESS={bind!r} is neither an IP address nor a host name that resolves")
+    return bind
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """LOG_LEVEL, checked (raises ConfigError naming it)."""
+    value = ((os.environ if env is None else env).get("LOG_LEVEL") or "INFO").strip().upper()
+    if value == "WARN":
+        value = "WARNING"
+    if value not in LOG_LEVELS:
+        raise ConfigError([f"LOG_LEVEL={value.lower()!r} must be one of {', '.join(LOG_LEVELS)}"])
+    return value
 
 
 def parse_prefix(reader: _Reader) -> str:
@@ -179,7 +206,7 @@ class WebSettings:
         return cls(
             prefix=parse_prefix(r),
             port=r.integer("PORT", 8080, 1, 65535),
-            bind=r.text("BIND_ADDRESS", "0.0.0.0"),  # noqa: S104 - a container listens on all its interfaces
+            bind=parse_bind(r),
             workers=r.integer("GUNICORN_WORKERS", 2, 1, 64),
             threads=r.integer("GUNICORN_THREADS", default_threads, 1, 256),
             worker_class=worker_class,
@@ -251,7 +278,18 @@ def result_settings(env: Mapping[str, str] | None = None) -> ResultSettings:
 
 def worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
     r = _Reader(os.environ if env is None else env)
-    value = WorkerSettings(
+    value = _worker_settings(r)
+    if value.dead_letter_stream == value.redis.stream:
+        # a poison entry would be appended to the stream it came from, and read again, for ever
+        r.problems.append(
+            f"DEAD_LETTER_STREAM={value.dead_letter_stream!r} must differ from VOTE_STREAM "
+            "(dead letters would be read again as votes)"
+        )
+    return _finish(r, value)
+
+
+def _worker_settings(r: _Reader) -> WorkerSettings:
+    return WorkerSettings(
         redis=RedisSettings.read(r),
         postgres=PostgresSettings.read(r),
         options=parse_options(r),
@@ -265,7 +303,6 @@ def worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
         migrate=r.boolean("WORKER_MIGRATE", False),
         metrics_port=r.integer("METRICS_PORT", 9100, 0, 65535),
     )
-    return _finish(r, value)
 
 
 def migrate_settings(env: Mapping[str, str] | None = None) -> PostgresSettings:

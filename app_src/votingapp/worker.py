@@ -157,7 +157,13 @@ class Worker:
     def __init__(self, settings, *, client=None):
         self.s = settings
         self.stream = settings.redis.stream
-        self.redis = client or make_client(settings.redis, client_name=f"votingapp-worker-{settings.consumer}")
+        # A blocking XREADGROUP waits up to WORKER_BLOCK_MS for an answer: the socket must wait longer,
+        # or every idle read would end in a timeout ("redis unavailable", /readyz 503).
+        self.redis = client or make_client(
+            settings.redis,
+            client_name=f"votingapp-worker-{settings.consumer}",
+            socket_timeout=2.0 + settings.block_ms / 1000,
+        )
         self.conn = None
         self.stop = threading.Event()
         self.read_own_pending = True
