@@ -30,8 +30,16 @@ DB_ERRORS = Counter("votingapp_result_db_errors_total", "Failed reads of the agg
 STREAM_CLIENTS = Gauge("votingapp_result_stream_clients", "Open event streams", multiprocess_mode="livesum")
 
 
+# What a client is told (the host, port and user stay in the log: item 9 of issue #15).
+DATABASE_DOWN = "postgres unavailable (the reason is in the service log)"
+
+
 class DatabaseDown(Exception):
     pass
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
 class TallyReader:
@@ -45,13 +53,16 @@ class TallyReader:
         self._cached: dict | None = None
         self._cached_at = 0.0
 
+    def _connect(self):
+        conn = psycopg2.connect(**self.settings.postgres.connect_kwargs("votingapp-result"))
+        conn.set_session(readonly=True, autocommit=True)
+        return conn
+
     def _getconn(self):
         with self._pool_lock:
             if self._idle:
                 return self._idle.pop()
-        conn = psycopg2.connect(**self.settings.postgres.connect_kwargs("votingapp-result"))
-        conn.set_session(readonly=True, autocommit=True)
-        return conn
+        return self._connect()
 
     def _putconn(self, conn, broken: bool) -> None:
         # psycopg2's own pools close every connection above minconn on return, which would make
@@ -66,14 +77,24 @@ class TallyReader:
                 return
         conn.close()
 
+    def _discard_idle(self) -> None:
+        """One dead connection means a restart or failover: the other idle ones died with it."""
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+
     def read(self) -> dict:
         started = time.perf_counter()
         for attempt in (1, 2):
             try:
-                conn = self._getconn()
+                # the retry always opens a new connection: another pooled one may be just as stale
+                conn = self._getconn() if attempt == 1 else self._connect()
             except psycopg2.Error as exc:
                 DB_ERRORS.inc()
-                raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
+                log.warning("postgres unavailable: %s: %s", exc.__class__.__name__, _first_line(exc))
+                raise DatabaseDown(DATABASE_DOWN) from exc
             broken = False
             try:
                 with conn.cursor() as cur:
@@ -83,9 +104,12 @@ class TallyReader:
             except psycopg2.Error as exc:
                 DB_ERRORS.inc()
                 broken = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) or conn.closed != 0
+                if broken:
+                    self._discard_idle()
                 # an idle connection that died with a database restart: one retry on a fresh one
                 if not (broken and attempt == 1):
-                    raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
+                    log.warning("reading the counts failed: %s: %s", exc.__class__.__name__, _first_line(exc))
+                    raise DatabaseDown(DATABASE_DOWN) from exc
             finally:
                 self._putconn(conn, broken)
         QUERY_SECONDS.observe(time.perf_counter() - started)
@@ -191,7 +215,7 @@ def create_app(settings) -> Flask:
         try:
             tally = reader.read()
         except DatabaseDown as exc:
-            return jsonify(error=f"database unavailable: {exc}"), 503
+            return jsonify(error=str(exc)), 503
         response = jsonify(tally)
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -229,7 +253,7 @@ def create_app(settings) -> Flask:
         try:
             reader.read()
         except DatabaseDown as exc:
-            return f"postgres: {exc}"
+            return str(exc)
         return None
 
     add_operational_routes(app, database_problem)

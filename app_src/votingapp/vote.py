@@ -125,7 +125,9 @@ def create_app(settings, client=None) -> Flask:
         try:
             client.ping()
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-            return f"redis: {exc.__class__.__name__}: {exc}"
+            # the public answer names the dependency; its address and the error stay in the log
+            log.warning("readiness: redis unavailable: %s: %s", exc.__class__.__name__, str(exc)[:200])
+            return "redis unavailable (the reason is in the service log)"
         return None
 
     add_operational_routes(app, queue_problem)
