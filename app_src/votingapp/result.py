@@ -14,7 +14,7 @@ from flask import Flask, Response, jsonify, render_template, stream_with_context
 from prometheus_client import Counter, Gauge, Histogram
 
 from . import gevent_worker
-from .web import PrefixMiddleware, add_operational_routes, on_shutdown
+from .web import PrefixMiddleware, add_operational_routes, no_redirects, on_shutdown
 
 log = logging.getLogger("votingapp.result")
 
@@ -193,6 +193,7 @@ def create_app(settings) -> Flask:
     if gevent_worker.active():
         gevent_worker.green_psycopg2(timeout=3.0)
     app = Flask(__name__)
+    no_redirects(app)
     app.json.sort_keys = False
     reader = TallyReader(settings)
     poll_s = settings.poll_ms / 1000

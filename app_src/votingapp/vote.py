@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 import time
 import uuid
 
@@ -12,13 +12,13 @@ from flask import Flask, jsonify, render_template, request
 from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import HTTPException
 
+from .ids import valid_voter_id
 from .redis_client import make_client
-from .web import PrefixMiddleware, add_operational_routes
+from .web import PrefixMiddleware, add_operational_routes, no_redirects
 
 log = logging.getLogger("votingapp.vote")
 
 VOTER_COOKIE = "voter_id"
-VOTER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_BODY_BYTES = 4096
 COOKIE_MAX_AGE = 365 * 24 * 3600
 # Redis may have stored a vote whose reply was lost, so "not confirmed", not "not recorded";
@@ -38,8 +38,17 @@ class QueueDown(Exception):
     """Redis did not take the vote."""
 
 
+def parse_json(body: bytes):
+    """The body as JSON, or None for anything that is not (bad bytes, bad syntax, nested too deep)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # 4 KiB of '[' is a RecursionError, not a ValueError
+        return None
+
+
 def create_app(settings, client=None) -> Flask:
     app = Flask(__name__)
+    no_redirects(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
     options = settings.options
@@ -48,7 +57,7 @@ def create_app(settings, client=None) -> Flask:
 
     def voter_id() -> tuple[str, bool]:
         current = request.cookies.get(VOTER_COOKIE, "")
-        if VOTER_ID_RE.match(current):
+        if valid_voter_id(current):
             return current, False
         return uuid.uuid4().hex, True
 
@@ -105,7 +114,7 @@ def create_app(settings, client=None) -> Flask:
     @app.post("/api/vote")
     def vote_api():
         vid, new = voter_id()
-        data = request.get_json(silent=True)
+        data = parse_json(request.get_data(cache=False))
         if not isinstance(data, dict) or not isinstance(data.get("vote"), str):
             VOTES.labels("rejected").inc()
             return jsonify(error='body must be JSON like {"vote": "<option>"}', options=list(options)), 400

@@ -69,6 +69,14 @@ class PrefixMiddleware:
         return self.app(environ, start_response)
 
 
+def no_redirects(app) -> None:
+    """The app issues no redirects. Werkzeug would answer `//x` or a missing trailing slash with a
+    redirect built from the Host header, so a forged Host made it send a client to any site."""
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.url_map.redirect_defaults = False
+
+
 def metrics_response() -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 

@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import signal
 import socketserver
 import threading
@@ -30,11 +29,11 @@ import redis
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
 
 from . import schema
+from .ids import VOTER_ID_RULE, valid_voter_id_bytes
 from .redis_client import make_client
 
 log = logging.getLogger("votingapp.worker")
 
-VOTER_ID_BYTES_RE = re.compile(rb"[A-Za-z0-9_-]{8,64}\Z")
 
 PROCESSED = Counter("votingapp_worker_entries_total", "Stream entries handled", ["outcome"])
 BATCH_SIZE = Histogram(
@@ -113,8 +112,8 @@ def classify(entry_id: str, fields, options) -> Vote | str:
     raw_choice = fields.get(b"vote")
     if raw_voter is None:
         return "missing field voter_id"
-    if not VOTER_ID_BYTES_RE.match(raw_voter):
-        return "invalid voter_id (expected 8-64 of A-Z a-z 0-9 _ -)"
+    if not valid_voter_id_bytes(raw_voter):
+        return f"invalid voter_id (expected {VOTER_ID_RULE})"
     if raw_choice is None:
         return "missing field vote"
     try:
