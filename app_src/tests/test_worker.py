@@ -220,7 +220,7 @@ def test_migration_is_idempotent_under_concurrent_starters(pg_server):
     for t in threads:
         t.join(60)
     assert not errors
-    assert sorted(applied, key=len) == [[]] * 7 + [[schema.CURRENT_VERSION]]
+    assert sorted(applied, key=len) == [[]] * 7 + [[v for v, _, _ in schema.MIGRATIONS]]
     with closing(pg_server.superuser()) as su, su.cursor() as cur:
         cur.execute("DROP DATABASE migrate_race WITH (FORCE)")
 
@@ -379,3 +379,22 @@ def test_block_longer_than_the_default_socket_timeout_is_an_idle_read_not_an_out
     w._ensure_group()
     assert w.run_once() == 0  # waited 2.5 s for votes; none came; no TimeoutError
     assert w.redis_ok
+
+
+def test_an_explicit_id_beyond_bigint_does_not_stop_later_votes(redis_server, pg, base_env, names):
+    """Issue #15 item 9: ids are unsigned 64-bit; one XADD with a huge explicit id pushed every
+    later (automatic) id past bigint, and every later vote was dead-lettered."""
+    r = redis_server.client()
+    stream, dlq = names["VOTE_STREAM"], names["DEAD_LETTER_STREAM"]
+    r.xadd(stream, {"voter_id": vid(1), "vote": "Cats"})
+    r.xadd(stream, {"voter_id": vid(2), "vote": "Cats"}, id=f"{2**64 - 2}-0")
+    later = [r.xadd(stream, {"voter_id": vid(1), "vote": "Dogs"}).decode()]  # automatic ids from now on
+    later.append(r.xadd(stream, {"voter_id": vid(3), "vote": "Dogs"}).decode())
+    assert all(int(i.split("-")[0]) > 2**63 for i in later)
+    w = make_worker(base_env)
+    drain(w)
+    assert r.xlen(dlq) == 0
+    assert counts(pg) == {"Cats": 1, "Dogs": 2} == tally_from_votes(pg)
+    r.xadd(stream, {"voter_id": vid(3), "vote": "Cats"})  # and the newest still wins
+    drain(w)
+    assert counts(pg) == {"Cats": 2, "Dogs": 1}

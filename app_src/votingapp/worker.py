@@ -52,7 +52,7 @@ PENDING = Gauge("votingapp_worker_pending_entries", "Entries delivered but not y
 
 UPSERT_SQL = """
 WITH incoming (voter_id, vote, version_ms, version_seq) AS (
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::numeric[], %s::numeric[])
 ),
 up AS (
     INSERT INTO votes AS v (voter_id, vote, version_ms, version_seq, prev_vote)
