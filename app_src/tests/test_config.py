@@ -47,6 +47,9 @@ def test_missing_variables_are_all_named():
         ({"GUNICORN_WORKER_CLASS": "sync"}, "GUNICORN_WORKER_CLASS"),
         ({"GUNICORN_WORKER_CONNECTIONS": "1"}, "GUNICORN_WORKER_CONNECTIONS"),
         ({"HTTP_CLIENT_TIMEOUT": "0"}, "HTTP_CLIENT_TIMEOUT"),
+        ({"VOTER_ID_SECRET": "short"}, "VOTER_ID_SECRET"),
+        ({"VOTE_RATE_LIMIT_PER_MINUTE": "-1"}, "VOTE_RATE_LIMIT_PER_MINUTE"),
+        ({"FORWARDED_HOPS": "9"}, "FORWARDED_HOPS"),
     ],
 )
 def test_bad_vote_values_are_named(env, name):
@@ -68,6 +71,8 @@ def test_worker_values_checked():
 def test_password_never_in_repr():
     s = config.worker_settings({**GOOD_PG, **GOOD_REDIS, "REDIS_USER": "w", "REDIS_PASSWORD": "redis-secret-xyz"})
     assert "very-secret-value" not in repr(s)
+    v = config.vote_settings({**GOOD_REDIS, "VOTER_ID_SECRET": "voter-id-secret-xyz-123"})
+    assert "voter-id-secret-xyz" not in repr(v)
     assert "redis-secret-xyz" not in repr(s)
 
 

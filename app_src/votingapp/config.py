@@ -221,6 +221,9 @@ class VoteSettings:
     web: WebSettings
     options: tuple[str, ...]
     cookie_secure: bool
+    voter_id_secret: str = field(default="", repr=False)
+    rate_limit_per_minute: int = 0
+    forwarded_hops: int = 0
 
 
 @dataclass(frozen=True)
@@ -260,7 +263,12 @@ def vote_settings(env: Mapping[str, str] | None = None) -> VoteSettings:
         web=WebSettings.read(r, default_threads=8),
         options=parse_options(r),
         cookie_secure=r.boolean("COOKIE_SECURE", False),
+        voter_id_secret=r.secret("VOTER_ID_SECRET"),
+        rate_limit_per_minute=r.integer("VOTE_RATE_LIMIT_PER_MINUTE", 0, 0, 100000),
+        forwarded_hops=r.integer("FORWARDED_HOPS", 0, 0, 5),
     )
+    if value.voter_id_secret and len(value.voter_id_secret) < 16:
+        r.problems.append("VOTER_ID_SECRET must be at least 16 characters (or unset: voter ids are then unsigned)")
     return _finish(r, value)
 
 
