@@ -13,21 +13,12 @@ psycopg2 is a C library: without a wait callback one query blocks every greenlet
 from __future__ import annotations
 
 import contextlib
-import socket
 
 from gunicorn.workers.ggevent import GeventWorker
 
 
 class TimeoutGeventWorker(GeventWorker):
     client_timeout = 10.0  # set by web.serve() before the workers fork
-
-    def handle(self, listener, client, addr):
-        # gunicorn writes the status line and headers, then the body, in separate sends: with
-        # Nagle's algorithm the body waits for the client's delayed ACK, 40 ms per keep-alive
-        # request (500 req/s on 16 connections instead of thousands). gthread sends in one go.
-        with contextlib.suppress(OSError):
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return super().handle(listener, client, addr)
 
     def handle_request(self, listener_name, req, sock, addr):
         sock.settimeout(self.client_timeout)
