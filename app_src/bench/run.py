@@ -413,7 +413,7 @@ def main() -> int:
         "worker_batch_size": worker_settings.batch_size,
         "worker_block_ms": worker_settings.block_ms,
         "worker_linger_ms": worker_settings.linger_ms,
-        "gunicorn": "2 workers x gthread (vote 8 threads, result 32 threads), one SO_REUSEPORT socket per worker",
+        "gunicorn": "2 workers x gevent (one greenlet per connection, TCP_NODELAY), one SO_REUSEPORT socket per worker",
         "redis": "appendonly yes, appendfsync everysec",
         "postgres": "15, fsync on, synchronous_commit on, shared_buffers 128MB",
         "prefill_entries": PREFILL,

@@ -44,6 +44,12 @@ def test_missing_variables_are_all_named():
         ({"URL_PREFIX": "/vote?x"}, "URL_PREFIX"),
         ({"GUNICORN_WORKERS": "0"}, "GUNICORN_WORKERS"),
         ({"COOKIE_SECURE": "maybe"}, "COOKIE_SECURE"),
+        ({"GUNICORN_WORKER_CLASS": "sync"}, "GUNICORN_WORKER_CLASS"),
+        ({"GUNICORN_WORKER_CONNECTIONS": "1"}, "GUNICORN_WORKER_CONNECTIONS"),
+        ({"HTTP_CLIENT_TIMEOUT": "0"}, "HTTP_CLIENT_TIMEOUT"),
+        ({"VOTER_ID_SECRET": "short"}, "VOTER_ID_SECRET"),
+        ({"VOTE_RATE_LIMIT_PER_MINUTE": "-1"}, "VOTE_RATE_LIMIT_PER_MINUTE"),
+        ({"FORWARDED_HOPS": "9"}, "FORWARDED_HOPS"),
     ],
 )
 def test_bad_vote_values_are_named(env, name):
@@ -65,6 +71,8 @@ def test_worker_values_checked():
 def test_password_never_in_repr():
     s = config.worker_settings({**GOOD_PG, **GOOD_REDIS, "REDIS_USER": "w", "REDIS_PASSWORD": "redis-secret-xyz"})
     assert "very-secret-value" not in repr(s)
+    v = config.vote_settings({**GOOD_REDIS, "VOTER_ID_SECRET": "voter-id-secret-xyz-123"})
+    assert "voter-id-secret-xyz" not in repr(v)
     assert "redis-secret-xyz" not in repr(s)
 
 
@@ -79,3 +87,47 @@ def test_commands_exit_nonzero_naming_the_variable(command):
     assert f"{command}: configuration error: {expected} is required" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
     assert "hunter3" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"BIND_ADDRESS": "not-an-address"}, "BIND_ADDRESS"),
+        ({"BIND_ADDRESS": "300.1.1.1"}, "BIND_ADDRESS"),
+    ],
+)
+def test_bad_bind_address_is_named(env, name):
+    with pytest.raises(config.ConfigError, match=name):
+        config.vote_settings({**GOOD_REDIS, **env})
+
+
+def test_good_bind_addresses():
+    for bind in ("0.0.0.0", "127.0.0.1", "::", "localhost"):  # noqa: S104 - only parsed
+        assert config.vote_settings({**GOOD_REDIS, "BIND_ADDRESS": bind}).web.bind == bind
+
+
+def test_dead_letter_stream_must_differ_from_the_vote_stream():
+    env = {**GOOD_PG, **GOOD_REDIS, "VOTE_STREAM": "votes", "DEAD_LETTER_STREAM": "votes"}
+    with pytest.raises(config.ConfigError, match="DEAD_LETTER_STREAM"):
+        config.worker_settings(env)
+
+
+@pytest.mark.parametrize("command", ["vote", "worker", "result", "migrate"])
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"), ({"BIND_ADDRESS": "not-an-address"}, "BIND_ADDRESS")],
+)
+def test_bad_setting_is_exit_2_naming_it_not_a_traceback(command, env, name):
+    if name == "BIND_ADDRESS" and command in ("worker", "migrate"):
+        pytest.skip("web services only")
+    base = {**GOOD_PG, **GOOD_REDIS, "PG_HOST": "127.0.0.1", "REDIS_HOST": "127.0.0.1", "PORT": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "votingapp", command],
+        env=python_env({**base, **env}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{command}: configuration error: {name}=" in done.stderr
+    assert "Traceback" not in done.stderr

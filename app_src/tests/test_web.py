@@ -193,3 +193,53 @@ def test_worker_stops_cleanly_on_sigterm(stack):
     w = stack["worker"]
     assert w.stop() == 0
     assert "stopped" in w.logs()
+
+
+def raw_request(port: int, request: bytes) -> tuple[int, dict, bytes]:
+    """One request exactly as written (no client-side normalisation of the path or headers)."""
+    import http.client
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        return resp.status, dict(resp.getheaders()), resp.read()
+
+
+def test_voter_id_with_an_encoded_newline_is_not_accepted(stack):
+    """Issue #15 item 6: `voter_id="abcdefgh\\012"` was answered 202 and dead-lettered by the worker."""
+    port = stack["vote"].port
+    body = b'{"vote": "Cats"}'
+    status, headers, answer = raw_request(
+        port,
+        b"POST /api/vote HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Cookie: voter_id="abcdefghij\\012"\r\nConnection: close\r\n'
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+    )
+    assert status == 202
+    voter = json.loads(answer)["voter_id"]
+    assert voter != "abcdefghij\n"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{8,64}", voter)
+    assert "voter_id=" in headers.get("Set-Cookie", "")  # a new, valid id was issued
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(stack):
+    """Issue #15 item 7: 4 KB of '[' raised RecursionError inside the JSON parser."""
+    url = stack["vote"].url
+    for body in ("[" * 4000, "{" * 2000, '{"vote": ' + "[" * 3000):
+        resp = requests.post(f"{url}/api/vote", data=body, headers={"Content-Type": "application/json"}, timeout=5)
+        assert resp.status_code == 400, resp.text[:200]
+        assert "Traceback" not in resp.text
+
+
+@pytest.mark.parametrize("service", ["vote", "vote_prefixed", "result"])
+def test_no_redirect_to_a_forged_host(stack, service):
+    """Issue #15 item 9: `GET //x` with a forged Host was redirected to that host (slash merging)."""
+    port = stack[service].port
+    for path in (b"//", b"//healthz", b"//evil.example/", b"/vote//", b"/result//", b"/api//tally", b"/api/tally/"):
+        status, headers, _ = raw_request(
+            port, b"GET " + path + b" HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+        )
+        assert not 300 <= status < 400, (path, status, headers.get("Location"))
+        assert "evil.example" not in headers.get("Location", "")

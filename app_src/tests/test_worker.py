@@ -220,7 +220,7 @@ def test_migration_is_idempotent_under_concurrent_starters(pg_server):
     for t in threads:
         t.join(60)
     assert not errors
-    assert sorted(applied, key=len) == [[]] * 7 + [[schema.CURRENT_VERSION]]
+    assert sorted(applied, key=len) == [[]] * 7 + [[v for v, _, _ in schema.MIGRATIONS]]
     with closing(pg_server.superuser()) as su, su.cursor() as cur:
         cur.execute("DROP DATABASE migrate_race WITH (FORCE)")
 
@@ -248,3 +248,153 @@ def test_worker_waits_for_schema_instead_of_crashing(redis_server, pg_server, ba
     finally:
         with closing(pg_server.superuser()) as su, su.cursor() as cur:
             cur.execute("DROP DATABASE empty_db WITH (FORCE)")
+
+
+def test_non_utf8_field_names_and_values_are_dead_lettered_not_a_crash(redis_server, pg, base_env, names):
+    """Issue #15 item 1: one entry with a field name that is not UTF-8 stopped the worker for good."""
+    r = redis_server.client()
+    stream, dlq = names["VOTE_STREAM"], names["DEAD_LETTER_STREAM"]
+    r.xadd(stream, {"voter_id": vid(1), "vote": "Cats"})
+    only_bad_name = r.xadd(stream, {b"\xff\xfe": b"Cats"}).decode()
+    bad_name_and_value = r.xadd(stream, {b"\xc3": b"\xff", "vote": "Dogs"}).decode()
+    r.xadd(stream, {"voter_id": vid(2), "vote": "Dogs", b"\xff": b"extra"})  # a vote with a stray field
+    w = make_worker(base_env)
+    drain(w)
+    assert counts(pg) == {"Cats": 1, "Dogs": 1}
+    dead = {f[b"source_id"].decode(): f for _, f in r.xrange(dlq)}
+    assert set(dead) == {only_bad_name, bad_name_and_value}
+    assert json.loads(dead[only_bad_name][b"fields"]) == {"\\xff\\xfe": "Cats"}
+    assert r.xpending(stream, "workers")["pending"] == 0
+
+
+def test_an_unexpected_error_dead_letters_only_its_entry(redis_server, pg, base_env, names, monkeypatch):
+    """Whatever breaks on one entry (a bug included), the others are applied and the loop goes on."""
+    from votingapp import worker as worker_module
+
+    r = redis_server.client()
+    stream, dlq = names["VOTE_STREAM"], names["DEAD_LETTER_STREAM"]
+    ids = [r.xadd(stream, {"voter_id": vid(i), "vote": "Cats"}).decode() for i in range(10)]
+    real = worker_module.classify
+
+    def flaky(entry_id, fields, options):
+        if entry_id == ids[3]:
+            raise RuntimeError("a bug that only this entry triggers")
+        return real(entry_id, fields, options)
+
+    monkeypatch.setattr(worker_module, "classify", flaky)
+    w = make_worker(base_env)
+    drain(w)
+    assert counts(pg) == {"Cats": 9}
+    dead = [f for _, f in r.xrange(dlq)]
+    assert [d[b"source_id"].decode() for d in dead] == [ids[3]]
+    assert dead[0][b"reason"].startswith(b"unexpected error: RuntimeError")
+    assert r.xpending(stream, "workers")["pending"] == 0
+
+
+def test_worker_process_survives_poison_and_keeps_counting(redis_server, pg, base_env, names, workdir):
+    """The real command: poison first (it is re-read first after a restart), votes after it."""
+    from harness import Service, wait_for
+
+    r = redis_server.client()
+    stream = names["VOTE_STREAM"]
+    r.xadd(stream, {b"\xff": b"\xff"})
+    for i in range(20):
+        r.xadd(stream, {"voter_id": vid(i), "vote": "Dogs"})
+    env = {**base_env, "WORKER_CONSUMER": "poison", "METRICS_PORT": "0"}
+    worker = Service("worker", env, workdir, "worker-poison").start()
+    try:
+        wait_for(lambda: counts(pg) == {"Dogs": 20}, 20, "20 votes behind a poison entry")
+        r.xadd(stream, {b"\x80": b"x"})
+        r.xadd(stream, {"voter_id": vid(99), "vote": "Cats"})
+        wait_for(lambda: counts(pg) == {"Dogs": 20, "Cats": 1}, 20, "a vote after more poison")
+        assert worker.proc.poll() is None, worker.logs()
+        assert r.xlen(names["DEAD_LETTER_STREAM"]) == 2
+    finally:
+        assert worker.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "sqlstate"),
+    [("default_transaction_read_only", "25006"), ("statement_timeout", "57014")],
+)
+def test_database_errors_not_about_the_entry_are_retried_never_dead_lettered(
+    redis_server, pg_server, pg, base_env, names, setting, sqlstate
+):
+    """Issue #15 item 2: a read-only standby (or a cancelled statement) dead-lettered whole batches."""
+    from votingapp.worker import is_entry_error, is_retryable
+
+    r = redis_server.client()
+    stream, dlq = names["VOTE_STREAM"], names["DEAD_LETTER_STREAM"]
+    for i in range(30):
+        r.xadd(stream, {"voter_id": vid(i), "vote": "Dogs"})
+    value = "on" if setting == "default_transaction_read_only" else "1"
+    with closing(pg_server.superuser()) as su, su.cursor() as cur:
+        cur.execute(f"ALTER ROLE {WORKER} SET {setting} = '{value}'")
+    try:
+        w = make_worker(base_env)
+        if setting == "statement_timeout":
+            # every statement takes longer than 1 ms: hold the table the upsert writes
+            blocker = pg_server.connect()
+            blocker.autocommit = False
+            blocker.cursor().execute("LOCK TABLE vote_counts IN SHARE ROW EXCLUSIVE MODE")
+        with pytest.raises(psycopg2.Error) as err:
+            w.run_once()
+        assert err.value.pgcode == sqlstate
+        assert is_retryable(err.value) and not is_entry_error(err.value)
+        assert r.xlen(dlq) == 0
+        assert r.xpending(stream, "workers")["pending"] == 30
+        if setting == "statement_timeout":
+            blocker.close()
+    finally:
+        with closing(pg_server.superuser()) as su, su.cursor() as cur:
+            cur.execute(f"ALTER ROLE {WORKER} RESET {setting}")
+    w._drop_pg()  # what run() does after a database error
+    w.read_own_pending = True
+    drain(w)
+    assert counts(pg) == {"Dogs": 30}
+    assert r.xlen(dlq) == 0
+
+
+def test_entry_errors_are_classified_by_sqlstate():
+    from votingapp.worker import is_entry_error, is_retryable
+
+    def error(cls, code):
+        exc = cls("x")
+        exc.pgcode = code  # psycopg2 sets it from the server's answer; here by hand
+        return exc
+
+    class Fake(psycopg2.Error):
+        pgcode = None
+
+    for code in ("22003", "22P02", "23505"):
+        assert is_entry_error(error(Fake, code)) and not is_retryable(error(Fake, code))
+    for code in ("08006", "25006", "40001", "40P01", "53100", "57P01", "42P01", "42501", None):
+        assert is_retryable(error(Fake, code)) and not is_entry_error(error(Fake, code))
+
+
+def test_block_longer_than_the_default_socket_timeout_is_an_idle_read_not_an_outage(redis_server, pg, base_env):
+    """Issue #15 item 8: WORKER_BLOCK_MS above 2 s made every idle read a "redis unavailable"."""
+    w = make_worker(base_env, WORKER_BLOCK_MS="2500", WORKER_LINGER_MS="0")
+    w.read_own_pending = False
+    w._ensure_group()
+    assert w.run_once() == 0  # waited 2.5 s for votes; none came; no TimeoutError
+    assert w.redis_ok
+
+
+def test_an_explicit_id_beyond_bigint_does_not_stop_later_votes(redis_server, pg, base_env, names):
+    """Issue #15 item 9: ids are unsigned 64-bit; one XADD with a huge explicit id pushed every
+    later (automatic) id past bigint, and every later vote was dead-lettered."""
+    r = redis_server.client()
+    stream, dlq = names["VOTE_STREAM"], names["DEAD_LETTER_STREAM"]
+    r.xadd(stream, {"voter_id": vid(1), "vote": "Cats"})
+    r.xadd(stream, {"voter_id": vid(2), "vote": "Cats"}, id=f"{2**64 - 2}-0")
+    later = [r.xadd(stream, {"voter_id": vid(1), "vote": "Dogs"}).decode()]  # automatic ids from now on
+    later.append(r.xadd(stream, {"voter_id": vid(3), "vote": "Dogs"}).decode())
+    assert all(int(i.split("-")[0]) > 2**63 for i in later)
+    w = make_worker(base_env)
+    drain(w)
+    assert r.xlen(dlq) == 0
+    assert counts(pg) == {"Cats": 1, "Dogs": 2} == tally_from_votes(pg)
+    r.xadd(stream, {"voter_id": vid(3), "vote": "Cats"})  # and the newest still wins
+    drain(w)
+    assert counts(pg) == {"Cats": 2, "Dogs": 1}

@@ -8,20 +8,26 @@ its storage at import time).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 
-def _logging() -> None:
+def _logging(component: str) -> None:
+    from .config import ConfigError, log_level
+
+    try:
+        level = log_level()
+    except ConfigError as exc:
+        print(f"{component}: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
 
 
 def vote() -> int:
-    _logging()
+    _logging("vote")
     from .config import load_or_exit, vote_settings
     from .web import prepare_multiprocess_metrics, serve
 
@@ -41,7 +47,7 @@ def vote() -> int:
 
 
 def result() -> int:
-    _logging()
+    _logging("result")
     from .config import load_or_exit, result_settings
     from .web import prepare_multiprocess_metrics, serve
 
@@ -62,14 +68,14 @@ def result() -> int:
 
 
 def worker() -> int:
-    _logging()
+    _logging("worker")
     from .worker import main
 
     return main()
 
 
 def migrate() -> int:
-    _logging()
+    _logging("migrate")
     from . import schema
     from .config import load_or_exit, migrate_settings
 

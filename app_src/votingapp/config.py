@@ -6,6 +6,7 @@ process stops before it serves anything (a half-configured service is worse than
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 OPTION_RE = re.compile(r"^[\w][\w .+-]{0,39}$")
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
 MAX_OPTIONS = 12
+WORKER_CLASSES = ("gevent", "gthread")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(Exception):
@@ -94,6 +97,31 @@ def parse_options(reader: _Reader) -> tuple[str, ...]:
     return options
 
 
+def parse_bind(reader: _Reader) -> str:
+    """An IP address, or a host name that resolves now (gunicorn would otherwise respawn forever)."""
+    bind = reader.text("BIND_ADDRESS", "0.0.0.0")  # noqa: S104 - a container listens on all its interfaces
+    try:
+        ipaddress.ip_address(bind.strip("[]"))
+        return bind
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(bind, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        reader.problems.append(f"BIND_ADDRESS={bind!r} is neither an IP address nor a host name that resolves")
+    return bind
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """LOG_LEVEL, checked (raises ConfigError naming it)."""
+    value = ((os.environ if env is None else env).get("LOG_LEVEL") or "INFO").strip().upper()
+    if value == "WARN":
+        value = "WARNING"
+    if value not in LOG_LEVELS:
+        raise ConfigError([f"LOG_LEVEL={value.lower()!r} must be one of {', '.join(LOG_LEVELS)}"])
+    return value
+
+
 def parse_prefix(reader: _Reader) -> str:
     prefix = (reader.raw("URL_PREFIX") or "").rstrip("/")
     if not PREFIX_RE.match(prefix):
@@ -165,15 +193,25 @@ class WebSettings:
     bind: str
     workers: int
     threads: int
+    worker_class: str = "gevent"
+    worker_connections: int = 10000
+    client_timeout: float = 10.0
 
     @classmethod
     def read(cls, r: _Reader, default_threads: int) -> WebSettings:
+        worker_class = (r.raw("GUNICORN_WORKER_CLASS") or "gevent").lower()
+        if worker_class not in WORKER_CLASSES:
+            r.problems.append(f"GUNICORN_WORKER_CLASS={worker_class!r} must be one of {', '.join(WORKER_CLASSES)}")
+            worker_class = "gevent"
         return cls(
             prefix=parse_prefix(r),
             port=r.integer("PORT", 8080, 1, 65535),
-            bind=r.text("BIND_ADDRESS", "0.0.0.0"),  # noqa: S104 - a container listens on all its interfaces
+            bind=parse_bind(r),
             workers=r.integer("GUNICORN_WORKERS", 2, 1, 64),
             threads=r.integer("GUNICORN_THREADS", default_threads, 1, 256),
+            worker_class=worker_class,
+            worker_connections=r.integer("GUNICORN_WORKER_CONNECTIONS", 10000, 10, 100000),
+            client_timeout=float(r.integer("HTTP_CLIENT_TIMEOUT", 10, 1, 300)),
         )
 
 
@@ -183,6 +221,9 @@ class VoteSettings:
     web: WebSettings
     options: tuple[str, ...]
     cookie_secure: bool
+    voter_id_secret: str = field(default="", repr=False)
+    rate_limit_per_minute: int = 0
+    forwarded_hops: int = 0
 
 
 @dataclass(frozen=True)
@@ -222,7 +263,12 @@ def vote_settings(env: Mapping[str, str] | None = None) -> VoteSettings:
         web=WebSettings.read(r, default_threads=8),
         options=parse_options(r),
         cookie_secure=r.boolean("COOKIE_SECURE", False),
+        voter_id_secret=r.secret("VOTER_ID_SECRET"),
+        rate_limit_per_minute=r.integer("VOTE_RATE_LIMIT_PER_MINUTE", 0, 0, 100000),
+        forwarded_hops=r.integer("FORWARDED_HOPS", 0, 0, 5),
     )
+    if value.voter_id_secret and len(value.voter_id_secret) < 16:
+        r.problems.append("VOTER_ID_SECRET must be at least 16 characters (or unset: voter ids are then unsigned)")
     return _finish(r, value)
 
 
@@ -240,7 +286,18 @@ def result_settings(env: Mapping[str, str] | None = None) -> ResultSettings:
 
 def worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
     r = _Reader(os.environ if env is None else env)
-    value = WorkerSettings(
+    value = _worker_settings(r)
+    if value.dead_letter_stream == value.redis.stream:
+        # a poison entry would be appended to the stream it came from, and read again, for ever
+        r.problems.append(
+            f"DEAD_LETTER_STREAM={value.dead_letter_stream!r} must differ from VOTE_STREAM "
+            "(dead letters would be read again as votes)"
+        )
+    return _finish(r, value)
+
+
+def _worker_settings(r: _Reader) -> WorkerSettings:
+    return WorkerSettings(
         redis=RedisSettings.read(r),
         postgres=PostgresSettings.read(r),
         options=parse_options(r),
@@ -254,7 +311,6 @@ def worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
         migrate=r.boolean("WORKER_MIGRATE", False),
         metrics_port=r.integer("METRICS_PORT", 9100, 0, 65535),
     )
-    return _finish(r, value)
 
 
 def migrate_settings(env: Mapping[str, str] | None = None) -> PostgresSettings:

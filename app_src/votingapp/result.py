@@ -13,7 +13,8 @@ import psycopg2
 from flask import Flask, Response, jsonify, render_template, stream_with_context
 from prometheus_client import Counter, Gauge, Histogram
 
-from .web import SHUTDOWN, PrefixMiddleware, add_operational_routes
+from . import gevent_worker
+from .web import PrefixMiddleware, add_operational_routes, no_redirects, on_shutdown
 
 log = logging.getLogger("votingapp.result")
 
@@ -29,8 +30,16 @@ DB_ERRORS = Counter("votingapp_result_db_errors_total", "Failed reads of the agg
 STREAM_CLIENTS = Gauge("votingapp_result_stream_clients", "Open event streams", multiprocess_mode="livesum")
 
 
+# What a client is told (the host, port and user stay in the log: item 9 of issue #15).
+DATABASE_DOWN = "postgres unavailable (the reason is in the service log)"
+
+
 class DatabaseDown(Exception):
     pass
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
 class TallyReader:
@@ -44,13 +53,16 @@ class TallyReader:
         self._cached: dict | None = None
         self._cached_at = 0.0
 
+    def _connect(self):
+        conn = psycopg2.connect(**self.settings.postgres.connect_kwargs("votingapp-result"))
+        conn.set_session(readonly=True, autocommit=True)
+        return conn
+
     def _getconn(self):
         with self._pool_lock:
             if self._idle:
                 return self._idle.pop()
-        conn = psycopg2.connect(**self.settings.postgres.connect_kwargs("votingapp-result"))
-        conn.set_session(readonly=True, autocommit=True)
-        return conn
+        return self._connect()
 
     def _putconn(self, conn, broken: bool) -> None:
         # psycopg2's own pools close every connection above minconn on return, which would make
@@ -65,14 +77,24 @@ class TallyReader:
                 return
         conn.close()
 
+    def _discard_idle(self) -> None:
+        """One dead connection means a restart or failover: the other idle ones died with it."""
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+
     def read(self) -> dict:
         started = time.perf_counter()
         for attempt in (1, 2):
             try:
-                conn = self._getconn()
+                # the retry always opens a new connection: another pooled one may be just as stale
+                conn = self._getconn() if attempt == 1 else self._connect()
             except psycopg2.Error as exc:
                 DB_ERRORS.inc()
-                raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
+                log.warning("postgres unavailable: %s: %s", exc.__class__.__name__, _first_line(exc))
+                raise DatabaseDown(DATABASE_DOWN) from exc
             broken = False
             try:
                 with conn.cursor() as cur:
@@ -82,9 +104,12 @@ class TallyReader:
             except psycopg2.Error as exc:
                 DB_ERRORS.inc()
                 broken = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) or conn.closed != 0
+                if broken:
+                    self._discard_idle()
                 # an idle connection that died with a database restart: one retry on a fresh one
                 if not (broken and attempt == 1):
-                    raise DatabaseDown(f"{exc.__class__.__name__}: {str(exc).strip()}") from exc
+                    log.warning("reading the counts failed: %s: %s", exc.__class__.__name__, _first_line(exc))
+                    raise DatabaseDown(DATABASE_DOWN) from exc
             finally:
                 self._putconn(conn, broken)
         QUERY_SECONDS.observe(time.perf_counter() - started)
@@ -102,11 +127,78 @@ class TallyReader:
             return self._cached
 
 
+class TallyFeed:
+    """One poller per process for all open event streams.
+
+    While at least one viewer is connected, one thread (a greenlet under gevent) reads the counts
+    every RESULT_POLL_MS and, when they changed, publishes the event once; every viewer waits on
+    a condition for a newer version. A thousand viewers cost a thousand waiting greenlets and one
+    query per interval, not a thousand pollers.
+    """
+
+    def __init__(self, reader: TallyReader, poll_s: float):
+        self.reader = reader
+        self.poll_s = poll_s
+        self.cond = threading.Condition()
+        self.version = 0
+        self.event = ""
+        self.viewers = 0
+        self.polling = False
+        self.stopped = False
+
+    def join(self) -> None:
+        with self.cond:
+            self.viewers += 1
+            if not self.polling and not self.stopped:
+                self.polling = True
+                threading.Thread(target=self._poll, name="tally-feed", daemon=True).start()
+
+    def leave(self) -> None:
+        with self.cond:
+            self.viewers -= 1
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> tuple[int, str]:
+        """The newest (version, event), as soon as it is newer than `seen` or after `timeout`."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.version != seen or self.stopped, timeout)
+            return self.version, self.event
+
+    def _poll(self) -> None:
+        last = None
+        while True:
+            with self.cond:
+                if self.viewers <= 0 or self.stopped:
+                    self.polling = False
+                    return
+            try:
+                tally = self.reader.cached(self.poll_s)
+            except DatabaseDown:
+                tally = None
+            if tally is not None and tally != last:
+                last = tally
+                with self.cond:
+                    self.version += 1
+                    self.event = f"data: {json.dumps(tally, separators=(',', ':'))}\n\n"
+                    self.cond.notify_all()
+            with self.cond:
+                self.cond.wait_for(lambda: self.stopped, self.poll_s)
+
+
 def create_app(settings) -> Flask:
+    if gevent_worker.active():
+        gevent_worker.green_psycopg2(timeout=3.0)
     app = Flask(__name__)
+    no_redirects(app)
     app.json.sort_keys = False
     reader = TallyReader(settings)
     poll_s = settings.poll_ms / 1000
+    feed = TallyFeed(reader, poll_s)
+    on_shutdown(feed.stop)
 
     def empty() -> dict:
         return {"options": dict.fromkeys(settings.options, 0), "total": 0}
@@ -124,7 +216,7 @@ def create_app(settings) -> Flask:
         try:
             tally = reader.read()
         except DatabaseDown as exc:
-            return jsonify(error=f"database unavailable: {exc}"), 503
+            return jsonify(error=str(exc)), 503
         response = jsonify(tally)
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -133,25 +225,23 @@ def create_app(settings) -> Flask:
     def stream():
         def events():
             STREAM_CLIENTS.inc()
+            feed.join()
             try:
                 yield "retry: 2000\n\n"
-                last = None
-                started = last_sent = time.monotonic()
-                while time.monotonic() - started < STREAM_MAX_SECONDS and not SHUTDOWN.is_set():
-                    now = time.monotonic()
-                    try:
-                        tally = reader.cached(poll_s)
-                    except DatabaseDown:
-                        tally = None
-                    if tally is not None and tally != last:
-                        last = tally
-                        last_sent = now
-                        yield f"data: {json.dumps(tally, separators=(',', ':'))}\n\n"
-                    elif now - last_sent >= KEEPALIVE_SECONDS:
-                        last_sent = now
+                seen = 0
+                deadline = time.monotonic() + STREAM_MAX_SECONDS
+                while not feed.stopped:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    version, event = feed.wait(seen, min(KEEPALIVE_SECONDS, left))
+                    if version != seen:
+                        seen = version
+                        yield event
+                    elif not feed.stopped and left > KEEPALIVE_SECONDS:
                         yield ": keepalive\n\n"
-                    SHUTDOWN.wait(poll_s)
             finally:
+                feed.leave()
                 STREAM_CLIENTS.dec()
 
         return Response(
@@ -164,7 +254,7 @@ def create_app(settings) -> Flask:
         try:
             reader.read()
         except DatabaseDown as exc:
-            return f"postgres: {exc}"
+            return str(exc)
         return None
 
     add_operational_routes(app, database_problem)

@@ -36,6 +36,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "entry id parts as numeric(20,0): Redis ids are unsigned 64-bit, bigint is signed",
+        # An XADD with an explicit id beyond 2^63-1 (the vote user may) pushes every later id past
+        # bigint: without this, every later vote would fail to store.
+        """
+        ALTER TABLE votes
+            ALTER COLUMN version_ms TYPE numeric(20, 0),
+            ALTER COLUMN version_seq TYPE numeric(20, 0);
+        """,
+    ),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import re
+import threading
 import time
-import uuid
+from collections import OrderedDict
 
 import redis
 from flask import Flask, jsonify, render_template, request
 from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import HTTPException
 
+from .ids import VoterIds
 from .redis_client import make_client
-from .web import PrefixMiddleware, add_operational_routes
+from .web import PrefixMiddleware, add_operational_routes, no_redirects
 
 log = logging.getLogger("votingapp.vote")
 
 VOTER_COOKIE = "voter_id"
-VOTER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_BODY_BYTES = 4096
 COOKIE_MAX_AGE = 365 * 24 * 3600
 # Redis may have stored a vote whose reply was lost, so "not confirmed", not "not recorded";
@@ -38,19 +39,81 @@ class QueueDown(Exception):
     """Redis did not take the vote."""
 
 
+FOREIGN_ID = "voter_id cookie not issued by this service: a new one is set, vote again"
+RATE_LIMITED = "too many votes from this address: wait a minute"
+
+
+class RateLimiter:
+    """Per client address token bucket: `per_minute` votes a minute, bursts of the same size.
+
+    In memory, per process: with P processes and I instances a client may reach P x I times the
+    limit at most (one process usually serves one keep-alive connection, so about the limit).
+    The table is bounded (least recently seen addresses are forgotten first).
+    """
+
+    def __init__(self, per_minute: int, max_clients: int = 100_000):
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.max_clients = max_clients
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            tokens, last = self.buckets.pop(client, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            allowed = tokens >= 1.0
+            self.buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+            if len(self.buckets) > self.max_clients:
+                self.buckets.popitem(last=False)
+            return allowed
+
+
+def client_address(environ, forwarded_hops: int) -> str:
+    """REMOTE_ADDR, or the address FORWARDED_HOPS trusted proxies saw (the ALB appends one)."""
+    if forwarded_hops:
+        hops = [h.strip() for h in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+        if len(hops) >= forwarded_hops:
+            return hops[-forwarded_hops]
+    return environ.get("REMOTE_ADDR", "")
+
+
+def parse_json(body: bytes):
+    """The body as JSON, or None for anything that is not (bad bytes, bad syntax, nested too deep)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # 4 KiB of '[' is a RecursionError, not a ValueError
+        return None
+
+
 def create_app(settings, client=None) -> Flask:
     app = Flask(__name__)
+    no_redirects(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
     options = settings.options
     stream = settings.redis.stream
     client = client or make_client(settings.redis, client_name="votingapp-vote")
 
+    ids = VoterIds(settings.voter_id_secret)
+    limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+
     def voter_id() -> tuple[str, bool]:
         current = request.cookies.get(VOTER_COOKIE, "")
-        if VOTER_ID_RE.match(current):
+        if ids.accepts(current):
             return current, False
-        return uuid.uuid4().hex, True
+        return ids.issue(), True
+
+    def refusal(vid: str) -> str | None:
+        """Why this vote is refused before it reaches the queue (None: it is not)."""
+        if ids.signed and request.cookies.get(VOTER_COOKIE) and vid != request.cookies.get(VOTER_COOKIE):
+            VOTES.labels("foreign_id").inc()
+            return FOREIGN_ID
+        if limiter is not None and not limiter.allow(client_address(request.environ, settings.forwarded_hops)):
+            VOTES.labels("rate_limited").inc()
+            return RATE_LIMITED
+        return None
 
     def with_cookie(response, vid: str, new: bool):
         if new:
@@ -90,6 +153,10 @@ def create_app(settings, client=None) -> Flask:
     def vote_form():
         vid, new = voter_id()
         choice = request.form.get("vote", "")
+        refused = refusal(vid)
+        if refused:
+            body, status = page(429 if refused == RATE_LIMITED else 400, error=refused[0].upper() + refused[1:] + ".")
+            return with_cookie(app.make_response((body, status)), vid, new)
         if choice not in options:
             VOTES.labels("rejected").inc()
             body, status = page(400, error=f"Unknown option {choice[:40]!r}: choose one of {', '.join(options)}.")
@@ -105,7 +172,12 @@ def create_app(settings, client=None) -> Flask:
     @app.post("/api/vote")
     def vote_api():
         vid, new = voter_id()
-        data = request.get_json(silent=True)
+        refused = refusal(vid)
+        if refused:
+            response = jsonify(error=refused)
+            response.status_code = 429 if refused == RATE_LIMITED else 400
+            return with_cookie(response, vid, new)
+        data = parse_json(request.get_data(cache=False))
         if not isinstance(data, dict) or not isinstance(data.get("vote"), str):
             VOTES.labels("rejected").inc()
             return jsonify(error='body must be JSON like {"vote": "<option>"}', options=list(options)), 400
@@ -125,7 +197,9 @@ def create_app(settings, client=None) -> Flask:
         try:
             client.ping()
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-            return f"redis: {exc.__class__.__name__}: {exc}"
+            # the public answer names the dependency; its address and the error stay in the log
+            log.warning("readiness: redis unavailable: %s: %s", exc.__class__.__name__, str(exc)[:200])
+            return "redis unavailable (the reason is in the service log)"
         return None
 
     add_operational_routes(app, queue_problem)

@@ -8,15 +8,31 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 
 from flask import Response, jsonify
 
 log = logging.getLogger("votingapp.web")
 
-# Set when this gunicorn worker is told to stop: long responses (event streams) end at once
+# Called when this gunicorn worker is told to stop: long responses (event streams) end at once
 # instead of holding the shutdown until graceful_timeout.
-SHUTDOWN = threading.Event()
+_SHUTDOWN_CALLBACKS: list = []
+
+
+def on_shutdown(callback) -> None:
+    _SHUTDOWN_CALLBACKS.append(callback)
+
+
+def _run_shutdown_callbacks() -> None:
+    from . import gevent_worker
+
+    for callback in _SHUTDOWN_CALLBACKS:
+        if gevent_worker.active():
+            # a signal handler must not block on a greenlet lock: run it in its own greenlet
+            import gevent
+
+            gevent.spawn(callback)
+        else:
+            callback()
 
 
 def _chain_shutdown_signals(_worker) -> None:
@@ -24,7 +40,7 @@ def _chain_shutdown_signals(_worker) -> None:
         previous = signal.getsignal(signum)
 
         def handler(num, frame, previous=previous):
-            SHUTDOWN.set()
+            _run_shutdown_callbacks()
             if callable(previous):
                 previous(num, frame)
 
@@ -53,6 +69,14 @@ class PrefixMiddleware:
         return self.app(environ, start_response)
 
 
+def no_redirects(app) -> None:
+    """The app issues no redirects. Werkzeug would answer `//x` or a missing trailing slash with a
+    redirect built from the Host header, so a forged Host made it send a client to any site."""
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.url_map.redirect_defaults = False
+
+
 def metrics_response() -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
@@ -78,10 +102,33 @@ def prepare_multiprocess_metrics() -> None:
     atexit.register(shutil.rmtree, path, True)
 
 
+def _raise_open_files_limit(wanted: int) -> None:
+    """Each open connection is a file descriptor: lift the soft limit towards the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def serve(app_factory, web, name: str) -> int:
-    """Run app_factory() under gunicorn (gthread workers) with the validated web settings."""
+    """Run app_factory() under gunicorn with the validated web settings.
+
+    gevent (the default): one greenlet per connection, so event-stream viewers and slow clients
+    cost memory, not request capacity. gthread: the previous fixed pool of threads per process.
+    """
     prepare_multiprocess_metrics()
     from gunicorn.app.base import BaseApplication
+
+    if web.worker_class == "gevent":
+        from .gevent_worker import TimeoutGeventWorker
+
+        TimeoutGeventWorker.client_timeout = web.client_timeout
+        worker_class = "votingapp.gevent_worker.TimeoutGeventWorker"
+        _raise_open_files_limit(web.workers * web.worker_connections + 256)
+    else:
+        worker_class = "gthread"
 
     def child_exit(_server, worker):
         from prometheus_client import multiprocess
@@ -93,8 +140,9 @@ def serve(app_factory, web, name: str) -> int:
             settings = {
                 "bind": f"{web.bind}:{web.port}",
                 "workers": web.workers,
-                "worker_class": "gthread",
-                "threads": web.threads,
+                "worker_class": worker_class,
+                "threads": web.threads,  # gthread only
+                "worker_connections": web.worker_connections,  # gevent only
                 "proc_name": f"votingapp-{name}",
                 "keepalive": 75,  # longer than the ALB's 60 s idle timeout, so the ALB closes first
                 # One listening socket per worker (SO_REUSEPORT): the kernel spreads connections

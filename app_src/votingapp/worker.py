@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import signal
 import socketserver
 import threading
@@ -30,11 +29,11 @@ import redis
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
 
 from . import schema
+from .ids import VOTER_ID_RULE, valid_voter_id_bytes
 from .redis_client import make_client
 
 log = logging.getLogger("votingapp.worker")
 
-VOTER_ID_BYTES_RE = re.compile(rb"[A-Za-z0-9_-]{8,64}\Z")
 
 PROCESSED = Counter("votingapp_worker_entries_total", "Stream entries handled", ["outcome"])
 BATCH_SIZE = Histogram(
@@ -53,7 +52,7 @@ PENDING = Gauge("votingapp_worker_pending_entries", "Entries delivered but not y
 
 UPSERT_SQL = """
 WITH incoming (voter_id, vote, version_ms, version_seq) AS (
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::numeric[], %s::numeric[])
 ),
 up AS (
     INSERT INTO votes AS v (voter_id, vote, version_ms, version_seq, prev_vote)
@@ -74,13 +73,26 @@ SELECT vote, sum(d)::bigint FROM delta GROUP BY vote ORDER BY vote
 ON CONFLICT (vote) DO UPDATE SET count = c.count + EXCLUDED.count
 """
 
-# Errors that say "this database is not usable right now", never "this entry is bad".
-TRANSIENT_PG = (
-    psycopg2.OperationalError,
-    psycopg2.InterfaceError,
-    psycopg2.errors.UndefinedTable,
-    psycopg2.errors.InsufficientPrivilege,
-)
+# SQLSTATE classes that are about the values of the entry itself: 22 data exception (a value out
+# of range, bad text), 23 integrity constraint violation. Only these dead-letter an entry. Every
+# other database error (08 connection, 25 read-only transaction after a failover, 40
+# serialization/deadlock, 53 insufficient resources, 57 operator intervention, 42 missing table
+# or privilege, no SQLSTATE at all) says "this database cannot take votes right now": the batch
+# stays pending and is retried with backoff, nothing is dead-lettered.
+ENTRY_SQLSTATE_CLASSES = frozenset({"22", "23"})
+
+
+def is_entry_error(exc: BaseException) -> bool:
+    """A database error caused by the entry's values (dead-letter it), not by the database."""
+    code = getattr(exc, "pgcode", None)
+    return isinstance(exc, psycopg2.Error) and bool(code) and code[:2] in ENTRY_SQLSTATE_CLASSES
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Redis or database trouble: back off and read the same entries again."""
+    if isinstance(exc, redis.RedisError):
+        return True
+    return isinstance(exc, psycopg2.Error) and not is_entry_error(exc)
 
 
 @dataclass
@@ -100,8 +112,8 @@ def classify(entry_id: str, fields, options) -> Vote | str:
     raw_choice = fields.get(b"vote")
     if raw_voter is None:
         return "missing field voter_id"
-    if not VOTER_ID_BYTES_RE.match(raw_voter):
-        return "invalid voter_id (expected 8-64 of A-Z a-z 0-9 _ -)"
+    if not valid_voter_id_bytes(raw_voter):
+        return f"invalid voter_id (expected {VOTER_ID_RULE})"
     if raw_choice is None:
         return "missing field vote"
     try:
@@ -136,14 +148,21 @@ def apply_votes(conn, votes: list[Vote]) -> None:
 
 
 def _decode(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """Text of any Redis reply value, whatever its bytes (never raises)."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
 
 
 class Worker:
     def __init__(self, settings, *, client=None):
         self.s = settings
         self.stream = settings.redis.stream
-        self.redis = client or make_client(settings.redis, client_name=f"votingapp-worker-{settings.consumer}")
+        # A blocking XREADGROUP waits up to WORKER_BLOCK_MS for an answer: the socket must wait longer,
+        # or every idle read would end in a timeout ("redis unavailable", /readyz 503).
+        self.redis = client or make_client(
+            settings.redis,
+            client_name=f"votingapp-worker-{settings.consumer}",
+            socket_timeout=2.0 + settings.block_ms / 1000,
+        )
         self.conn = None
         self.stop = threading.Event()
         self.read_own_pending = True
@@ -248,6 +267,27 @@ class Worker:
 
     # -- processing ---------------------------------------------------------------------------
     def process(self, entries: list[tuple[str, dict]]) -> None:
+        """Apply a batch; an unexpected error is isolated to the entry that causes it.
+
+        Redis and database trouble propagates (the batch stays pending and is retried). Anything
+        else (a bug, bytes nobody expected) must not stop the flow: the batch is retried entry by
+        entry, and an entry that still fails alone is dead-lettered with the error as reason.
+        """
+        try:
+            self._process(entries)
+        except Exception as exc:
+            if is_retryable(exc):
+                raise
+            ERRORS.labels("unexpected").inc()
+            if len(entries) == 1:
+                log.error("entry %s cannot be processed: %s", entries[0][0], _describe(exc), exc_info=exc)
+                self._quarantine(entries[0], exc)
+                return
+            log.error("unexpected %s in a batch of %d entries: isolating it", _describe(exc), len(entries))
+            for entry in entries:
+                self.process([entry])
+
+    def _process(self, entries: list[tuple[str, dict]]) -> None:
         started = time.perf_counter()
         good: list[Vote] = []
         dead: list[tuple[str, dict, str]] = []
@@ -261,11 +301,11 @@ class Worker:
             conn = self._pg()
             try:
                 apply_votes(conn, good)
-            except TRANSIENT_PG:
-                raise
             except psycopg2.Error as exc:
+                if not is_entry_error(exc):
+                    raise
                 # A value the database refuses: find the culprits one by one, keep the rest.
-                log.warning("batch refused (%s), retrying entry by entry", exc.__class__.__name__)
+                log.warning("batch refused (%s %s), retrying entry by entry", exc.pgcode, exc.__class__.__name__)
                 good, refused = self._apply_one_by_one(conn, good)
                 dead.extend(refused)
         self._acknowledge([e for e, _ in entries], dead)
@@ -273,15 +313,39 @@ class Worker:
         BATCH_SIZE.observe(len(entries))
         BATCH_SECONDS.observe(time.perf_counter() - started)
 
+    def _quarantine(self, entry: tuple[str, dict], exc: Exception) -> None:
+        """Dead-letter one entry with the smallest payload that cannot fail to encode."""
+        entry_id, fields = entry
+        try:
+            shown = repr(fields)[:2000]
+        except Exception:  # a repr that fails is still no reason to stop
+            shown = "<unprintable>"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(
+            self.s.dead_letter_stream,
+            {
+                "source_id": entry_id,
+                "reason": f"unexpected error: {_describe(exc)}"[:300],
+                "fields": shown,
+                "consumer": self.s.consumer,
+            },
+        )
+        pipe.xack(self.stream, self.s.group, entry_id)
+        if self.delete_acked:
+            pipe.xdel(self.stream, entry_id)
+        pipe.execute()
+        DEAD_LETTERS.labels("unexpected").inc()
+        PROCESSED.labels("dead_letter").inc()
+
     def _apply_one_by_one(self, conn, votes: list[Vote]):
         kept, refused = [], []
         for v in votes:
             try:
                 apply_votes(conn, [v])
                 kept.append(v)
-            except TRANSIENT_PG:
-                raise
             except psycopg2.Error as exc:
+                if not is_entry_error(exc):
+                    raise
                 reason = f"database refused the vote: {exc.__class__.__name__}: {str(exc).strip()[:200]}"
                 refused.append((v.entry_id, {b"voter_id": v.voter_id.encode(), b"vote": v.vote.encode()}, reason))
         return kept, refused
@@ -289,7 +353,8 @@ class Worker:
     def _acknowledge(self, ids: list[str], dead: list[tuple[str, dict, str]]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for entry_id, fields, reason in dead:
-            raw = {_decode(k): v.decode("utf-8", "replace") for k, v in fields.items()}
+            # Any bytes, any field name: the dead-letter copy is readable text (\\xNN escapes).
+            raw = {_decode(k): _decode(v) for k, v in fields.items()}
             pipe.xadd(
                 self.s.dead_letter_stream,
                 {
@@ -394,11 +459,20 @@ class Worker:
                 ERRORS.labels("redis").inc()
                 self.group_ready = False
                 log.warning("redis refused a command (%s); retrying in %.1fs", exc, delay)
-            except TRANSIENT_PG as exc:
+            except psycopg2.Error as exc:
                 ERRORS.labels("postgres").inc()
                 log.warning(
-                    "postgres unavailable (%s: %s); retrying in %.1fs", exc.__class__.__name__, _first_line(exc), delay
+                    "postgres unavailable (%s %s: %s); retrying in %.1fs",
+                    exc.pgcode or "-",
+                    exc.__class__.__name__,
+                    _first_line(exc),
+                    delay,
                 )
+                self._drop_pg()
+            except Exception as exc:
+                # Never a crash loop: a restarted worker would read the same entries first.
+                ERRORS.labels("unexpected").inc()
+                log.exception("unexpected %s; retrying in %.1fs", _describe(exc), delay)
                 self._drop_pg()
             # Entries of the failed batch stay pending under our name and are read again first.
             self._discard_prefetch()
@@ -414,6 +488,10 @@ class Worker:
 
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [""])[0]
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {_first_line(exc)[:200]}"
 
 
 class _QuietHandler(WSGIRequestHandler):
