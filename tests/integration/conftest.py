@@ -63,10 +63,10 @@ class Aws:
     endpoint: str
     _clients: dict = field(default_factory=dict)
 
-    def client(self, service):
-        if service not in self._clients:
-            self._clients[service] = boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
-        return self._clients[service]
+    def client(self, service, region=REGION):
+        if (service, region) not in self._clients:
+            self._clients[service, region] = boto3.client(service, endpoint_url=self.endpoint, region_name=region)
+        return self._clients[service, region]
 
 
 @dataclass
