@@ -22,6 +22,14 @@ export PY_COLORS ?= 1
 MOLECULE_SCENARIOS ?= $(filter-out stack,$(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 SCENARIO ?=
 
+# `make test` runs each check as a phase: `$(call phase,TARGET)` runs `make TARGET`, prints its
+# wall time and appends it to PHASE_LOG, so CI output and the fresh-machine rehearsal show where
+# the time goes.
+PHASE_LOG ?= $(REPO)/.cache/test-phases.tsv
+define phase
+@scripts/phase_report.sh --run $(PHASE_LOG) $(1) $(MAKE) $(1)
+endef
+
 .PHONY: help venv collection-link prereqs images up down test test-quick lint sanity unit molecule \
         changelog-lint build-check clean
 
@@ -49,16 +57,22 @@ up: prereqs venv collection-link app-image ## build and deploy the whole stack l
 down: venv collection-link ## remove the lab
 	$(MAKE) lab-down
 
-test: prereqs venv collection-link ## everything CI runs
-	$(MAKE) lint
-	$(MAKE) changelog-lint
-	$(MAKE) sanity
-	$(MAKE) unit
-	$(MAKE) test-app
-	$(MAKE) test-aws
-	$(MAKE) build-check
-	$(MAKE) molecule
-	$(MAKE) test-stack
+test: ## everything CI runs, each phase timed (summary at the end, also in .cache/test-phases.tsv)
+	@mkdir -p $(dir $(PHASE_LOG)) && : > $(PHASE_LOG)
+	$(call phase,prereqs)
+	$(call phase,venv)
+	$(call phase,collection-link)
+	$(call phase,lint)
+	$(call phase,changelog-lint)
+	$(call phase,sanity)
+	$(call phase,unit)
+	$(call phase,test-app)
+	$(call phase,test-compose)
+	$(call phase,test-aws)
+	$(call phase,build-check)
+	$(call phase,molecule)
+	$(call phase,test-stack)
+	@scripts/phase_report.sh $(PHASE_LOG)
 	@echo "make test: all checks passed"
 
 test-quick: venv collection-link ## lint and unit tests (the inner loop, no containers)

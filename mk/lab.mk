@@ -16,3 +16,7 @@ test-stack: prereqs venv collection-link app-image ## the lab end to end: votes,
 
 bench-lab: venv collection-link ## time `make up` on a running lab (target < 2 min, changed=0) -> docs/benchmarks/lab.{json,md}
 	python scripts/bench_lab.py --json docs/benchmarks/lab.json --markdown docs/benchmarks/lab.md
+
+.PHONY: rehearse-fresh
+rehearse-fresh: ## fresh clone + empty HOME + rebuilt base images, then `make up` and `make test` timed -> docs/benchmarks/fresh.md (about 40 min)
+	scripts/rehearse_fresh.sh

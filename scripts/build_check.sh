@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Acceptance check for distribution: build the tarball, prove it carries no venv/cache/lab state,
+# Acceptance check for distribution: build the tarball, prove it carries no venv/cache/lab/compose state,
 # install it offline into an empty path and run votingapp.stack.docker from a playbook outside
 # the repository against a throwaway systemd host container.
 set -euo pipefail
@@ -12,7 +12,7 @@ tarball=$(ls "$work"/votingapp-stack-*.tar.gz)
 echo "built $(basename "$tarball") ($(du -h "$tarball" | cut -f1))"
 
 listing=$(tar -tzf "$tarball")
-forbidden=$(echo "$listing" | grep -E '(^|/)(\.venv|\.cache|\.lab|\.git|__pycache__|\.pytest_cache|\.ruff_cache|\.ansible)(/|$)' || true)
+forbidden=$(echo "$listing" | grep -E '(^|/)(\.venv|\.cache|\.lab|\.compose|\.git|__pycache__|\.pytest_cache|\.ruff_cache|\.ansible)(/|$)' || true)
 if [ -n "$forbidden" ]; then
   echo "tarball carries files it must not ship:" >&2; echo "$forbidden" | head -20 >&2; exit 1
 fi

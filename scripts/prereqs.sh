@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Container prerequisites for the harness and the lab, idempotent:
-#   1. Debian packages the tests need (Docker engine, debootstrap, Redis, PostgreSQL, nginx, Chromium; wrk for `make bench`)
+#   1. Debian packages the tests need (Docker engine, Compose, debootstrap, Redis, PostgreSQL, nginx, Chromium;
+#      wrk for `make bench`)
 #   2. a running dockerd
 #   3. the local base images (no registry is reachable), rebuilt only when their recipe changes
 # Usage: scripts/prereqs.sh [packages|docker|images|all]   (default: all)
@@ -9,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
-APT_PACKAGES=(docker.io iptables debootstrap redis-server postgresql nginx-light chromium curl wrk)
+APT_PACKAGES=(docker.io docker-compose iptables debootstrap redis-server postgresql nginx-light chromium curl wrk)
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SUITE=bookworm
 
@@ -89,8 +90,10 @@ build_base() {
 }
 
 build_from_dockerfile() {  # name dir parent
-  local name=$1 dir=$2 parent=$3 hash
-  hash=$(recipe_hash "$dir/Dockerfile" <(docker image inspect -f '{{.Id}}' "$parent"))
+  local name=$1 dir=$2 parent=$3 hash extra=()
+  # Files the Dockerfile COPYs count too (a recipe of only a Dockerfile hashes as it always did).
+  mapfile -t extra < <(find "$dir" -type f ! -name Dockerfile | LC_ALL=C sort)
+  hash=$(recipe_hash "$dir/Dockerfile" "${extra[@]}" <(docker image inspect -f '{{.Id}}' "$parent"))
   if image_current "$name" "$hash"; then log "$name is current"; return; fi
   log "building $name"
   docker_build "$name" "$hash" "$dir"
@@ -103,6 +106,8 @@ ensure_images() {
   build_from_dockerfile votingapp-host-docker:bookworm "$repo/images/host-docker" votingapp-host:bookworm
   build_from_dockerfile votingapp-python:bookworm "$repo/images/python" votingapp-base:bookworm
   build_from_dockerfile votingapp-redis:7 "$repo/images/redis" votingapp-base:bookworm
+  # PostgreSQL for the Docker Compose local mode (app_src/compose.yaml), like the official postgres:15.
+  build_from_dockerfile votingapp-postgres:15 "$repo/images/postgres" votingapp-base:bookworm
 }
 
 case "${1:-all}" in
