@@ -159,7 +159,9 @@ def ensure_network(state, name, internal=True):
     args = ["network", "create", "--label", LABEL, "--subnet", subnet]
     if internal:
         args.append("--internal")
-    docker(*args, name)
+    proc = docker(*args, name, check=False)
+    if proc.returncode != 0 and "already exists" not in proc.stderr:
+        raise RuntimeError(f"docker network create {name}: {proc.stderr.strip()}")
     log(f"network {name} {subnet}{' internal' if internal else ''}")
 
 

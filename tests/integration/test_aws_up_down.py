@@ -169,7 +169,7 @@ def test_aws_up_then_down(aws, playbook, tmp_path, region, https):
     reservations = ec2.describe_instances(Filters=[*TAG, {"Name": "instance-state-name", "Values": ["running"]}])
     instances = [i for r in reservations["Reservations"] for i in r["Instances"]]
     assert sorted(tag(i, "votingapp-group") for i in instances) == sorted(
-        g for g, spec in GROUPS.items() for _ in range(spec["count"])
+        g for g, spec in GROUPS.items() for _copy in range(spec["count"])
     )
     public_ids = {s["SubnetId"] for s in public}
     for inst in instances:
