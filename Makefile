@@ -69,6 +69,7 @@ test: ## everything CI runs, each phase timed (summary at the end, also in .cach
 	$(call phase,test-app)
 	$(call phase,test-compose)
 	$(call phase,test-aws)
+	$(call phase,test-aws-sim)
 	$(call phase,build-check)
 	$(call phase,molecule)
 	$(call phase,test-stack)

@@ -7,3 +7,15 @@ test-aws: venv collection-link ## AWS: module unit tests, integration targets an
 	python -m pytest -q -p no:cacheprovider tests/unit/plugins/module_utils/test_elbv2_rules.py \
 	  tests/unit/plugins/module_utils/test_elbv2_health.py tests/unit/plugins/modules/test_alb_listener_rules.py
 	python -m pytest -q -p no:cacheprovider -n 3 tests/integration
+
+# The emulated account (scripts/aws_sim.py): moto + one sshd stand-in container per EC2 instance.
+# `eval "$(make -s aws-sim-up)"` points Ansible at it; then run playbooks/aws_up.yml as on AWS.
+.PHONY: aws-sim-up aws-sim-down test-aws-sim
+aws-sim-up: venv collection-link ## emulated AWS account: moto on 127.0.0.1 and the stand-in watcher; prints the environment
+	python scripts/aws_sim.py up
+
+aws-sim-down: venv ## remove the emulated account: stand-ins, their networks, the watcher, moto
+	python scripts/aws_sim.py down
+
+test-aws-sim: prereqs venv collection-link ## emulated account: aws_up on moto, SSH through the bastion to every stand-in, flows, aws_down
+	python -m pytest -q -s -p no:cacheprovider tests/aws_sim

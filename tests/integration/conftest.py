@@ -20,6 +20,9 @@ import requests
 from moto.server import ThreadedMotoServer
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "aws_sim"))
+import moto_fidelity  # noqa: E402
+
 TARGETS = Path(__file__).resolve().parent / "targets"
 REGION = "us-east-1"
 ENDPOINT_VAR = "VOTINGAPP_AWS_ENDPOINT"
@@ -37,6 +40,7 @@ PLAYBOOK_TIMEOUT = 900
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
+    moto_fidelity.apply()
     # Port 0: the OS picks a free port, so parallel sessions never collide.
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -59,10 +63,10 @@ class Aws:
     endpoint: str
     _clients: dict = field(default_factory=dict)
 
-    def client(self, service):
-        if service not in self._clients:
-            self._clients[service] = boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
-        return self._clients[service]
+    def client(self, service, region=REGION):
+        if (service, region) not in self._clients:
+            self._clients[service, region] = boto3.client(service, endpoint_url=self.endpoint, region_name=region)
+        return self._clients[service, region]
 
 
 @dataclass
@@ -93,12 +97,14 @@ class Run:
         ]
 
     def failed_messages(self):
-        return [
-            f"{t['task']['name']}: {r.get('msg')}"
-            for t in self.tasks()
-            for r in t.get("hosts", {}).values()
-            if (r.get("failed") or r.get("unreachable")) and not r.get("ignore_errors")
-        ]
+        """One line per failed task, with the message of each failed loop item."""
+        out = []
+        for t in self.tasks():
+            for r in t.get("hosts", {}).values():
+                if (r.get("failed") or r.get("unreachable")) and not r.get("ignore_errors"):
+                    items = [i.get("msg") for i in r.get("results", []) if isinstance(i, dict) and i.get("failed")]
+                    out.append(f"{t['task']['name']}: {r.get('msg')}" + "".join(f"\n  item: {m}" for m in items))
+        return out
 
 
 def run_playbook(endpoint, playbook, extra_vars=None, env=None, inventory="localhost,"):
