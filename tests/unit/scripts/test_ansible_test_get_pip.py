@@ -74,14 +74,29 @@ def test_stand_in_installs_with_the_users_pip_settings(tmp_path, venv_without_pi
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LC_ALL": "C.UTF-8"}
     env.update(settings(tmp_path, find_links))
     run = subprocess.run(
-        [str(venv_without_pip), str(STAND_IN), "--no-setuptools", "--no-wheel", "--retries", "0", "--timeout", "5",
-         f"{PROBE}=={PROBE_VERSION}"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            str(venv_without_pip),
+            str(STAND_IN),
+            "--no-setuptools",
+            "--no-wheel",
+            "--retries",
+            "0",
+            "--timeout",
+            "5",
+            f"{PROBE}=={PROBE_VERSION}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     installed = subprocess.run(
         [str(venv_without_pip), "-c", f"import {PROBE}; print({PROBE}.MARKER)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert installed.stdout.strip() == "installed from find-links"
     pip_present = subprocess.run([str(venv_without_pip), "-m", "pip", "--version"], capture_output=True, check=False)
