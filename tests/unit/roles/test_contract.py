@@ -78,3 +78,51 @@ def test_vote_and_result_document_their_shared_options_alike():
         if suffix == "container_name":
             a.pop("default"), b.pop("default")
         assert a == b, suffix
+
+
+def test_site_stops_before_any_change_when_options_disagree(tmp_path):
+    """site.yml's contract play fails on the controller, naming both values, before the data tier."""
+    import json
+    import os
+    import subprocess
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": {"ansible_connection": "local"},
+                    "children": {
+                        "vote": {"hosts": {"web1.example.test": {"vote_options": ["Cats", "Dogs"]}}},
+                        "worker": {"hosts": {"app1.example.test": {"worker_options": ["Cats", "Birds"]}}},
+                        "result": {"hosts": {"web1.example.test": {}}},
+                        "redis": {"hosts": {"db1.example.test": {}}},
+                        "postgres": {"hosts": {"db1.example.test": {}}},
+                        "bastion": {"hosts": {"edge.example.test": {}}},
+                    },
+                }
+            }
+        )
+    )
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
+    run = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(ROLES.parent / "playbooks" / "site.yml"), "--check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode != 0
+    report = json.loads(run.stdout)
+    plays = [play["play"]["name"] for play in report["plays"]]
+    assert "Data tier" not in plays, plays
+    messages = " ".join(
+        str(result.get("msg", ""))
+        for play in report["plays"]
+        for task in play["tasks"]
+        for result in task["hosts"].values()
+        if result.get("failed")
+    )
+    assert 'vote_options on web1.example.test is ["Cats", "Dogs"]' in messages
+    assert 'worker_options on app1.example.test is ["Cats", "Birds"]' in messages
