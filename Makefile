@@ -19,7 +19,7 @@ export ANSIBLE_HOME := $(REPO)/.cache/ansible
 export ANSIBLE_FORCE_COLOR ?= 1
 export PY_COLORS ?= 1
 
-MOLECULE_SCENARIOS ?= $(filter-out stack,$(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+MOLECULE_SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 SCENARIO ?=
 
 # `make test` runs each check as a phase: `$(call phase,TARGET)` runs `make TARGET`, prints its
