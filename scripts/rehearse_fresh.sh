@@ -46,7 +46,7 @@ fi
 
 # pyenv's shims find their root through HOME unless PYENV_ROOT says where it is.
 pyenv_root=${PYENV_ROOT:-$HOME/.pyenv}
-run_env=(env HOME="$home" PYENV_ROOT="$pyenv_root" -u XDG_CACHE_HOME -u XDG_CONFIG_HOME -u VIRTUAL_ENV)
+run_env=(env -u XDG_CACHE_HOME -u XDG_CONFIG_HOME -u VIRTUAL_ENV HOME="$home" PYENV_ROOT="$pyenv_root")
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 phases="$work/phases.tsv"
