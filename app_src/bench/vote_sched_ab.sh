@@ -5,6 +5,12 @@
 #   app_src/bench/vote_sched_ab.sh [SECONDS] [ROUNDS] NAME=CLASS[,ENV=VALUE...] ...
 #   e.g. app_src/bench/vote_sched_ab.sh 5 3 gevent=gevent gthread=gthread gevent4=gevent,GUNICORN_WORKERS=4
 #
+# A configuration whose first ENV is SESSION=own runs the service in a session of its own (setsid,
+# as the test harness did: Linux's autogroup scheduler then gives that session its own CPU
+# share, apart from wrk's and Redis's); the default SESSION=shared keeps it in this script's
+# session with wrk and Redis, so the processes under test share one CPU share, as they would
+# on a host of their own.
+#
 # Everything on 127.0.0.1: one redis-server and one vote service per configuration, started here
 # and stopped at the end (only the processes this script started). Each run is one bounded wrk run
 # (-t2 -c16, SECONDS long) with app_src/bench/vote.lua. Per run it prints the 1-minute load
@@ -26,7 +32,11 @@ command -v wrk >/dev/null || { echo "wrk is not installed (make prereqs)" >&2; e
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  local pid
+  for pid in "${PIDS[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null || true # gunicorn workers (their arbiter stops them too)
+    kill -TERM "$pid" 2>/dev/null || true
+  done
   sleep 1
   rm -rf "$WORK"
 }
@@ -35,7 +45,7 @@ trap cleanup EXIT
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 REDIS_PORT=$(free_port)
-setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 
 declare -A PORT MASTER
@@ -46,10 +56,13 @@ for spec in "$@"; do
   IFS=, read -r -a parts <<<"$rest"
   class=${parts[0]}
   extra=("${parts[@]:1}")
+  launcher=()
+  if [ "${extra[0]:-}" = SESSION=own ]; then launcher=(setsid); fi
+  if [ "${extra[0]:-}" = SESSION=own ] || [ "${extra[0]:-}" = SESSION=shared ]; then extra=("${extra[@]:1}"); fi
   port=$(free_port)
   (cd "$APP" && exec env REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" PORT="$port" BIND_ADDRESS=127.0.0.1 \
     GUNICORN_WORKER_CLASS="$class" LOG_LEVEL=WARNING VOTE_STREAM="ab-$name" "${extra[@]}" \
-    setsid "$PY" -m votingapp vote >"$WORK/$name.log" 2>&1) &
+    "${launcher[@]}" "$PY" -m votingapp vote >"$WORK/$name.log" 2>&1) &
   PIDS+=($!)
   PORT[$name]=$port
   MASTER[$name]=$!
@@ -66,12 +79,13 @@ done
 
 # sum over every thread of the gunicorn workers (children of the arbiter $1): run_ns wait_ns nonvoluntary_switches
 sched() {
-  local run=0 wait=0 nvcs=0 a b w t
+  local run=0 wait=0 nvcs=0 a b n w t
   for w in $(pgrep -P "$1" || true); do
     for t in /proc/"$w"/task/*; do
-      read -r a b _ <"$t/schedstat" || continue
+      read -r a b _ 2>/dev/null <"$t/schedstat" || continue
       run=$((run + a)); wait=$((wait + b))
-      nvcs=$((nvcs + $(awk '/^nonvoluntary_ctxt_switches/ {print $2}' "$t/status")))
+      n=$(awk '/^nonvoluntary_ctxt_switches/ {print $2}' "$t/status" 2>/dev/null || true)
+      nvcs=$((nvcs + ${n:-0}))
     done
   done
   echo "$run $wait $nvcs"

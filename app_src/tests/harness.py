@@ -229,7 +229,14 @@ class Service:
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            # Its own process group (kill() signals master and workers together) but not its own
+            # session: with the kernel's autogroup scheduling (sched_autogroup_enabled=1) every
+            # session is a separate CPU share, so a service in a session of its own competed with
+            # wrk, Redis and the tests for CPU as if on another host. A gevent worker (one thread,
+            # runnable all the time under load) then got about 0.6 of a CPU: vote 1,534-1,749
+            # req/s against 3,596-4,421 in the shared session, alternated in one run
+            # (app_src/bench/vote_sched_ab.sh, load 6-11); gthread 3,096-4,813 either way.
+            process_group=0,
         )
         if wait_ready:
             self.wait_ready()
@@ -252,7 +259,7 @@ class Service:
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:
-            # The whole session: gunicorn's master and its workers.
+            # The whole process group: gunicorn's master and its workers.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
 
