@@ -216,6 +216,7 @@ class Service:
 
     def __init__(self, command: str, env: dict, log_dir: Path, name: str | None = None):
         self.command = command
+        self.argv = [sys.executable, "-m", "votingapp", command]
         self.name = name or command
         self.env = python_env(env)
         self.log_path = log_dir / f"{self.name}.log"
@@ -225,7 +226,7 @@ class Service:
     def start(self, wait_ready: bool = True):
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - stays open for the process's life
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "votingapp", self.command],
+            self.argv,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
