@@ -216,6 +216,7 @@ class Service:
 
     def __init__(self, command: str, env: dict, log_dir: Path, name: str | None = None):
         self.command = command
+        self.argv = [sys.executable, "-m", "votingapp", command]
         self.name = name or command
         self.env = python_env(env)
         self.log_path = log_dir / f"{self.name}.log"
@@ -225,11 +226,18 @@ class Service:
     def start(self, wait_ready: bool = True):
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - stays open for the process's life
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "votingapp", self.command],
+            self.argv,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            # Its own process group (kill() signals master and workers together) but not its own
+            # session: with the kernel's autogroup scheduling (sched_autogroup_enabled=1) every
+            # session is a separate CPU share, so a service in a session of its own competed with
+            # wrk, Redis and the tests for CPU as if on another host. A gevent worker (one thread,
+            # runnable all the time under load) then got about 0.6 of a CPU: vote 1,534-1,749
+            # req/s against 3,596-4,421 in the shared session, alternated in one run
+            # (app_src/bench/vote_sched_ab.sh, load 6-11); gthread 3,096-4,813 either way.
+            process_group=0,
         )
         if wait_ready:
             self.wait_ready()
@@ -252,7 +260,7 @@ class Service:
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:
-            # The whole session: gunicorn's master and its workers.
+            # The whole process group: gunicorn's master and its workers.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
 
