@@ -117,7 +117,8 @@ def test_postgres_restart_while_votes_flow(redis_server, pg_server, pg, base_env
     ).start()
     try:
         assert requests.get(f"{result.url}/api/tally", timeout=5).status_code == 200  # pools a connection
-        load = VoteLoad(vote.url, threads=4, max_votes=4000, seconds=8, tag="pgre").start()
+        # Paced, so votes still flow while the server is down (unpaced, the load can end first).
+        load = VoteLoad(vote.url, threads=4, max_votes=4000, seconds=8, rate=500, tag="pgre").start()
         time.sleep(2.0)
         pg_server.restart(down_seconds=2.0)
         load.wait(30)
@@ -140,7 +141,8 @@ def test_postgres_restart_while_votes_flow(redis_server, pg_server, pg, base_env
 def test_redis_restart_while_votes_flow(redis_server, pg, base_env, names, workdir):
     vote, worker = start_pair(base_env, workdir, "redisrestart")
     try:
-        load = VoteLoad(vote.url, threads=4, max_votes=4000, seconds=8, tag="rdre").start()
+        # Paced, so votes still flow while the server is down (unpaced, the load can end first).
+        load = VoteLoad(vote.url, threads=4, max_votes=4000, seconds=8, rate=500, tag="rdre").start()
         time.sleep(2.0)
         redis_server.restart(down_seconds=2.0)
         load.wait(30)
