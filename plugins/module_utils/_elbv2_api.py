@@ -25,35 +25,27 @@ def describe_listener(client, listener_arn):
 
 
 @_RETRY_READ
-def _describe_listeners_page(client, **kwargs):
-    return client.describe_listeners(**kwargs)
+def _describe_page(client, operation, **kwargs):
+    return getattr(client, operation)(**kwargs)
+
+
+def _describe_all(client, operation, key, **kwargs):
+    """Every item of a Marker-paginated ELBv2 Describe call, one retried call per page."""
+    items = []
+    while True:
+        page = _describe_page(client, operation, **kwargs)
+        items.extend(page.get(key, []))
+        if not page.get("NextMarker"):
+            return items
+        kwargs["Marker"] = page["NextMarker"]
 
 
 def describe_listeners(client, load_balancer_arn):
-    listeners = []
-    kwargs = {"LoadBalancerArn": load_balancer_arn, "PageSize": 400}
-    while True:
-        page = _describe_listeners_page(client, **kwargs)
-        listeners.extend(page.get("Listeners", []))
-        if not page.get("NextMarker"):
-            return listeners
-        kwargs["Marker"] = page["NextMarker"]
-
-
-@_RETRY_READ
-def _describe_rules_page(client, **kwargs):
-    return client.describe_rules(**kwargs)
+    return _describe_all(client, "describe_listeners", "Listeners", LoadBalancerArn=load_balancer_arn, PageSize=400)
 
 
 def describe_rules(client, listener_arn):
-    rules = []
-    kwargs = {"ListenerArn": listener_arn, "PageSize": 100}
-    while True:
-        page = _describe_rules_page(client, **kwargs)
-        rules.extend(page.get("Rules", []))
-        if not page.get("NextMarker"):
-            return rules
-        kwargs["Marker"] = page["NextMarker"]
+    return _describe_all(client, "describe_rules", "Rules", ListenerArn=listener_arn, PageSize=100)
 
 
 @_RETRY_READ
