@@ -136,7 +136,9 @@ def parse_prefix(reader: _Reader) -> str:
 def parse_result_url(reader: _Reader) -> str:
     url = reader.raw("RESULT_URL") or ""
     if url and not RESULT_URL_RE.match(url):
-        reader.problems.append(f"RESULT_URL={url!r} must be empty, a path like /result/ or a URL like http://host:5001/")
+        reader.problems.append(
+            f"RESULT_URL={url!r} must be empty, a path like /result/ or a URL like http://host:5001/"
+        )
         return ""
     return url
 
