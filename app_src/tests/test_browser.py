@@ -129,7 +129,9 @@ def test_click_vote_and_watch_bars_and_shares_update_live(browser, deployment, m
 
     after = {"options": {**before["options"], "Dogs": before["options"]["Dogs"] + 1}, "total": before["total"] + 1}
     # a share that could not move would let this pass without any update
-    assert expected_row("Dogs", after)["share"] != expected_row("Dogs", before)["share"]
+    assert expected_row("Dogs", after)["share"] != expected_row("Dogs", before)["share"], (
+        f"Dogs already has every vote ({before}): did an earlier test stop half-way?"
+    )
     wait_for_total(results, after["total"])
     for option in ("Cats", "Dogs"):
         assert read_row(results, option) == expected_row(option, after)
@@ -244,3 +246,28 @@ def test_every_bar_has_a_text_alternative_and_updates_are_announced(browser, dep
     snapshot = page.locator("main").aria_snapshot()
     assert f'meter "{expected_row("Cats", tally)["label"]}"' in snapshot, snapshot
     page.close()
+
+
+def test_the_choice_cookie_is_set_by_the_page_only_and_scoped_like_the_voter_cookie(deployment):
+    vote_url = deployment["router"][0]
+    api = requests.Session()
+    api.get(vote_url, timeout=5)
+    assert api.post(f"{vote_url}api/vote", json={"vote": "Dogs"}, timeout=5).headers.get("Set-Cookie") is None
+    assert 'aria-pressed="true"' not in api.get(vote_url, timeout=5).text  # the API keeps its headers
+
+    form = requests.Session()
+    voted = form.post(vote_url, data={"vote": "Dogs"}, timeout=5)
+    choice = next(c for c in voted.raw.headers.getlist("Set-Cookie") if c.startswith("vote_choice="))
+    assert "HttpOnly" in choice
+    assert "SameSite=Lax" in choice
+    assert "Path=/vote" in choice
+
+    # a choice cookie without the voter it belonged to (a new id is issued) marks nothing and is dropped
+    stale = requests.get(vote_url, cookies={"vote_choice": "Dogs"}, timeout=5)
+    assert 'aria-pressed="true"' not in stale.text
+    dropped = [c for c in stale.raw.headers.getlist("Set-Cookie") if c.startswith("vote_choice=")]
+    assert len(dropped) == 1
+    assert "Max-Age=0" in dropped[0]
+    # an option the ballot does not offer marks nothing
+    forged = requests.get(vote_url, cookies={"voter_id": form.cookies["voter_id"], "vote_choice": "Fish"}, timeout=5)
+    assert 'aria-pressed="true"' not in forged.text
