@@ -53,6 +53,7 @@ def deployment(redis_server, pg_server, workdir):
         "root": (f"http://127.0.0.1:{vote_port}/", f"http://127.0.0.1:{result_port}/"),
         "router": (f"http://127.0.0.1:{nginx.port}/vote/", f"http://127.0.0.1:{nginx.port}/result/"),
         "queue_down": f"{services[1].url}/vote/",
+        "result_service": services[2],
     }
     nginx.stop()
     stop_all(services)
@@ -262,3 +263,25 @@ def test_the_choice_cookie_is_set_by_the_page_only_and_scoped_like_the_voter_coo
     # an option the ballot does not offer marks nothing
     forged = requests.get(vote_url, cookies={"voter_id": form.cookies["voter_id"], "vote_choice": "Fish"}, timeout=5)
     assert 'aria-pressed="true"' not in forged.text
+
+
+def test_the_live_indicator_says_reconnecting_while_the_stream_is_down(browser, deployment):
+    result_url = deployment["router"][1]
+    service = deployment["result_service"]
+    page = browser.new_page(viewport=PHONE)
+    page.goto(result_url)
+    live = page.locator("#live")
+    live.filter(has_text="live").wait_for(timeout=10000)
+    shown = page_tally(page)
+
+    service.stop()  # ends the open event stream at once
+    try:
+        page.locator('#live[data-state="reconnecting"]').wait_for(timeout=10000)
+        assert "live" not in live.inner_text()
+        assert page_tally(page) == shown  # the last numbers stay on the page
+        shot(page, "result-375-reconnecting")
+    finally:
+        service.start()
+    page.locator('#live[data-state="live"]').wait_for(timeout=15000)
+    assert live.inner_text() == "live"
+    page.close()

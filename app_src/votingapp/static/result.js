@@ -57,14 +57,24 @@
     setInterval(poll, 1000);
     return;
   }
-  var source = new EventSource(script.getAttribute("data-stream"));
-  source.onopen = function () {
-    state("live", "live");
-    if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
-  };
-  source.onmessage = function (event) { render(JSON.parse(event.data)); };
-  source.onerror = function () {
-    state("reconnecting", "reconnecting…");
-    if (!pollTimer) { pollTimer = setInterval(poll, 2000); }
-  };
+  var retryTimer = null;
+  function connect() {
+    var source = new EventSource(script.getAttribute("data-stream"));
+    source.onopen = function () {
+      state("live", "live");
+      if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+    };
+    source.onmessage = function (event) { render(JSON.parse(event.data)); };
+    source.onerror = function () {
+      state("reconnecting", "reconnecting…");
+      if (!pollTimer) { pollTimer = setInterval(poll, 2000); }
+      // The browser retries a dropped stream by itself, but gives up for good on an answer that
+      // is not an event stream (a proxy's 502 while the service restarts): open a new one then.
+      if (source.readyState === EventSource.CLOSED && !retryTimer) {
+        // jittered, so the pages of a crowd do not all come back in the same instant
+        retryTimer = setTimeout(function () { retryTimer = null; connect(); }, 2000 + Math.random() * 2000);
+      }
+    };
+  }
+  connect();
 })();
