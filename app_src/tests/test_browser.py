@@ -111,6 +111,13 @@ def test_click_vote_and_watch_bars_and_shares_update_live(browser, deployment, m
     results.locator("#live").filter(has_text="live").wait_for(timeout=10000)
     assert results.locator("#live").get_attribute("data-state") == "live"
     results.evaluate("window.__noReload = 'still here'")  # a reload would erase it
+    # the list is a live region: a figure that did not change must not be rewritten (announced)
+    results.evaluate(
+        """() => { window.__catsCountWrites = 0;
+        new MutationObserver((m) => { window.__catsCountWrites += m.length; }).observe(
+          document.querySelector('.count[data-option="Cats"]'), {childList: true, characterData: true, subtree: true});
+        }"""
+    )
     before = page_tally(results)
     for option in ("Cats", "Dogs"):
         assert read_row(results, option) == expected_row(option, before)
@@ -137,6 +144,7 @@ def test_click_vote_and_watch_bars_and_shares_update_live(browser, deployment, m
     for option in ("Cats", "Dogs"):
         assert read_row(results, option) == expected_row(option, after)
     assert results.evaluate("window.__noReload") == "still here"
+    assert results.evaluate("window.__catsCountWrites") == 0
     assert_fits(results)
     shot(results, f"result-{size}-after-dogs")
 

@@ -16,6 +16,12 @@
     return n === 1 ? " vote" : " votes";
   }
 
+  // Only what changed is rewritten: the list is a live region, and a screen reader would
+  // otherwise announce every figure on every event.
+  function setText(el, text) {
+    if (el.textContent !== text) { el.textContent = text; }
+  }
+
   function render(tally) {
     var total = tally.total;
     var rows = document.querySelectorAll("#tally .row");
@@ -25,16 +31,16 @@
       var count = tally.options[option] || 0;
       var pct = share(count, total);
       var bar = row.querySelector(".bar");
-      row.querySelector(".count").textContent = String(count);
-      row.querySelector(".unit").textContent = votes(count);
-      row.querySelector(".share").textContent = pct + "%";
+      setText(row.querySelector(".count"), String(count));
+      setText(row.querySelector(".unit"), votes(count));
+      setText(row.querySelector(".share"), pct + "%");
       bar.value = pct;
-      bar.textContent = pct + "%";
+      setText(bar, pct + "%");
       // the bar's text alternative, worded as in result.html
       bar.setAttribute("aria-label", option + ": " + pct + "%, " + count + " of " + total + " votes");
     }
-    document.getElementById("total").textContent = String(total);
-    document.getElementById("total-unit").textContent = votes(total);
+    setText(document.getElementById("total"), String(total));
+    setText(document.getElementById("total-unit"), votes(total));
     var unavailable = document.getElementById("unavailable");
     if (unavailable) { unavailable.hidden = true; }
   }
