@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 
 OPTION_RE = re.compile(r"^[\w][\w .+-]{0,39}$")
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
+# A path on the same site (the bastion or ALB: /result/) or an http(s) URL (compose: another port);
+# nothing a browser would run (javascript:) and no characters that need quoting in an href.
+RESULT_URL_RE = re.compile(r"^(/|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/|$))[A-Za-z0-9._~/%?=&+-]*$")
 MAX_OPTIONS = 12
 WORKER_CLASSES = ("gevent", "gthread")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -130,6 +133,16 @@ def parse_prefix(reader: _Reader) -> str:
     return prefix
 
 
+def parse_result_url(reader: _Reader) -> str:
+    url = reader.raw("RESULT_URL") or ""
+    if url and not RESULT_URL_RE.match(url):
+        reader.problems.append(
+            f"RESULT_URL={url!r} must be empty, a path like /result/ or a URL like http://host:5001/"
+        )
+        return ""
+    return url
+
+
 @dataclass(frozen=True)
 class RedisSettings:
     host: str
@@ -224,6 +237,7 @@ class VoteSettings:
     voter_id_secret: str = field(default="", repr=False)
     rate_limit_per_minute: int = 0
     forwarded_hops: int = 0
+    result_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -266,6 +280,7 @@ def vote_settings(env: Mapping[str, str] | None = None) -> VoteSettings:
         voter_id_secret=r.secret("VOTER_ID_SECRET"),
         rate_limit_per_minute=r.integer("VOTE_RATE_LIMIT_PER_MINUTE", 0, 0, 100000),
         forwarded_hops=r.integer("FORWARDED_HOPS", 0, 0, 5),
+        result_url=parse_result_url(r),
     )
     if value.voter_id_secret and len(value.voter_id_secret) < 16:
         r.problems.append("VOTER_ID_SECRET must be at least 16 characters (or unset: voter ids are then unsigned)")

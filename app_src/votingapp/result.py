@@ -38,6 +38,17 @@ class DatabaseDown(Exception):
     pass
 
 
+def share(count: int, total: int) -> int:
+    """Whole percent, half up: the same arithmetic as result.js (Math.round(100 * count / total)),
+    so a server-rendered page and a live update never disagree. Shares may sum to 99 or 101."""
+    return int(100 * count / total + 0.5) if total else 0
+
+
+def tally_rows(tally: dict) -> list[dict]:
+    total = tally["total"]
+    return [{"option": o, "count": n, "share": share(n, total)} for o, n in tally["options"].items()]
+
+
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:200]
 
@@ -205,11 +216,14 @@ def create_app(settings) -> Flask:
 
     @app.get("/")
     def page():
+        unavailable = False
         try:
             tally = reader.cached(poll_s)
         except DatabaseDown:
-            tally = empty()
-        return render_template("result.html", options=settings.options, tally=tally)
+            # still 200: `/result/` is the load balancer's health check, and live updates fill it in
+            tally, unavailable = empty(), True
+        rows = tally_rows(tally)
+        return render_template("result.html", options=settings.options, tally=tally, rows=rows, unavailable=unavailable)
 
     @app.get("/api/tally")
     def tally_api():
