@@ -5,8 +5,9 @@ Per batch: read up to WORKER_BATCH_SIZE entries, validate them (invalid ones are
 with the reason), keep the newest entry per voter, and apply them in ONE statement inside ONE
 transaction that upserts `votes` (only where the stored version is older) and adjusts
 `vote_counts` by the rows that really changed. Only after COMMIT are the entries XACKed, in one
-pipelined round trip. Replaying a committed batch (crash between COMMIT and XACK, or a reclaim)
-changes nothing, because every entry's version is then not newer than the stored one.
+pipelined round trip that also trims what every group has acknowledged. Replaying a committed
+batch (crash between COMMIT and XACK, or a reclaim) changes nothing, because every entry's
+version is then not newer than the stored one.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ PENDING = Gauge("votingapp_worker_pending_entries", "Entries delivered but not y
 
 UPSERT_SQL = """
 WITH incoming (voter_id, vote, version_ms, version_seq) AS (
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::numeric[], %s::numeric[])
+    SELECT * FROM unnest(%s::text::text[], %s::text::text[], %s::text::numeric[], %s::text::numeric[])
 ),
 up AS (
     INSERT INTO votes AS v (voter_id, vote, version_ms, version_seq, prev_vote)
@@ -136,15 +137,72 @@ def newest_per_voter(votes: list[Vote]) -> list[Vote]:
     return sorted(best.values(), key=lambda v: v.voter_id)
 
 
+def _text_array(values) -> str:
+    """A PostgreSQL array literal with every element quoted (so `NULL` stays a string)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def _int_array(values) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def apply_votes(conn, votes: list[Vote]) -> None:
     """One transaction: upsert newer votes, adjust the counts by exactly the changed rows."""
     rows = newest_per_voter(votes)
     if not rows:
         return
-    # Four arrays instead of N row literals: psycopg2 adapts a list in C, a VALUES list row by row.
-    params = ([v.voter_id for v in rows], [v.vote for v in rows], [v.ms for v in rows], [v.seq for v in rows])
+    # Four array literals, one string each: psycopg2 would send a Python list as ARRAY[...] with
+    # one constant per element for the server to parse and cast, which cost the backend a third
+    # more CPU per vote than array_in reading one string (7.7 vs 11-12 us a vote, batches of
+    # 1,000, same run).
+    params = (
+        _text_array([v.voter_id for v in rows]),
+        _text_array([v.vote for v in rows]),
+        _int_array([v.ms for v in rows]),
+        _int_array([v.seq for v in rows]),
+    )
     with conn, conn.cursor() as cur:
         cur.execute(UPSERT_SQL, params)
+
+
+MAX_ID_PART = 2**64 - 1
+
+
+def _id_after(entry_id: str) -> str | None:
+    """The smallest stream id greater than entry_id (None past the largest)."""
+    ms, _, seq = entry_id.partition("-")
+    ms_n, seq_n = int(ms), int(seq or 0)
+    if seq_n < MAX_ID_PART:
+        return f"{ms_n}-{seq_n + 1}"
+    return f"{ms_n + 1}-0" if ms_n < MAX_ID_PART else None
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def trim_bound(groups, group: str, pending_min: str | None) -> str | None:
+    """The lowest id any consumer group may still need: entries below it are acknowledged by all.
+
+    For each group that is its oldest pending entry, or the entry after the last one delivered
+    when nothing is pending. Our own group's oldest pending id comes from XPENDING; another group
+    with pending entries (not this app's design, but possible) stops trimming altogether, since
+    XINFO GROUPS does not say which entries it still holds. None = trim nothing.
+    """
+    bounds = []
+    for g in groups:
+        name, pending = _decode(g.get("name")), g.get("pending") or 0
+        if pending:
+            if name != group or pending_min is None:
+                return None
+            bounds.append(_decode(pending_min))
+        else:
+            after = _id_after(_decode(g.get("last-delivered-id") or "0-0"))
+            if after is None:
+                return None
+            bounds.append(after)
+    return min(bounds, key=_id_key) if bounds else None
 
 
 def _decode(value) -> str:
@@ -168,6 +226,12 @@ class Worker:
         self.read_own_pending = True
         self.last_read_partial = False
         self.delete_acked = True
+        # "xtrim": acknowledged entries are cut from the stream's head by XTRIM MINID (Redis
+        # drops whole nodes); "xdel": the user may not XTRIM, each batch is deleted by id;
+        # decided by a no-op XTRIM when the group is set up.
+        self.trim_mode = None
+        self.trim_below = None
+        self.untrimmed = 0
         self.group_ready = False
         self.schema_ready = False
         self.next_claim = 0.0
@@ -212,6 +276,14 @@ class Worker:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        if self.trim_mode is None:
+            try:
+                self.redis.xtrim(self.stream, minid="0-0", approximate=False)  # removes nothing
+                self.trim_mode = "xtrim"
+            except redis.exceptions.NoPermissionError:
+                # The message names the ACL error: say what it means instead.
+                log.info("this Redis user may not XTRIM: acknowledged entries are deleted by id (XDEL)")
+                self.trim_mode = "xdel"
         self.group_ready = True
         self.redis_ok = True
 
@@ -331,9 +403,10 @@ class Worker:
             },
         )
         pipe.xack(self.stream, self.s.group, entry_id)
-        if self.delete_acked:
+        if self.delete_acked and self.trim_mode != "xtrim":
             pipe.xdel(self.stream, entry_id)
         pipe.execute()
+        self.untrimmed += 1
         DEAD_LETTERS.labels("unexpected").inc()
         PROCESSED.labels("dead_letter").inc()
 
@@ -365,20 +438,55 @@ class Worker:
                 },
             )
         pipe.xack(self.stream, self.s.group, *ids)
-        if self.delete_acked:
-            # Keeps the stream from growing forever (one consumer group reads it).
+        trimming = self.delete_acked and self.trim_mode == "xtrim"
+        if trimming:
+            # Keeps the stream from growing forever, in the same round trip: cut below the bound
+            # seen after the previous batch (a bound only ever moves forward, so an old one is
+            # safe), and read the bound for the next batch. Against XDEL of each id this halved
+            # redis-server's CPU per entry (3.3-4.7 vs 6.7-7.0 us, same run).
+            if self.trim_below:
+                pipe.xtrim(self.stream, minid=self.trim_below, approximate=False)
+            pipe.xinfo_groups(self.stream)
+            pipe.xpending(self.stream, self.s.group)
+        elif self.delete_acked:
             pipe.xdel(self.stream, *ids)
         results = pipe.execute(raise_on_error=False)
         for value in [*results[: len(dead)], results[len(dead)]]:
             if isinstance(value, Exception):
                 raise value
-        if self.delete_acked and isinstance(results[-1], Exception):
+        if trimming:
+            self._trimmed(results[-2:], trimmed=bool(self.trim_below), acked=len(ids))
+        elif self.delete_acked and isinstance(results[-1], Exception):
             log.warning("XDEL refused (%s): acknowledged entries stay in the stream", results[-1])
             self.delete_acked = False
         for _, _, reason in dead:
             DEAD_LETTERS.labels(reason.split(" ")[0]).inc()
             log.warning("dead-lettered an entry: %s", reason)
         PROCESSED.labels("dead_letter").inc(len(dead))
+
+    def _trimmed(self, replies, *, trimmed: bool, acked: int) -> None:
+        """Take the next trim bound from XINFO GROUPS + XPENDING replies."""
+        groups, pending = replies
+        if isinstance(groups, Exception) or isinstance(pending, Exception):
+            self.trim_below = None
+            return
+        # What the last XTRIM cut had been acknowledged before this batch: only this batch waits.
+        self.untrimmed = acked if trimmed else self.untrimmed + acked
+        self.trim_below = trim_bound(groups, self.s.group, pending.get("min") if pending.get("pending") else None)
+
+    def trim_idle(self) -> None:
+        """No new entries: cut what the last batches acknowledged (the stream ends up empty)."""
+        if not (self.untrimmed and self.delete_acked and self.trim_mode == "xtrim"):
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xinfo_groups(self.stream)
+        pipe.xpending(self.stream, self.s.group)
+        groups, pending = pipe.execute()
+        bound = trim_bound(groups, self.s.group, pending.get("min") if pending.get("pending") else None)
+        if bound:
+            self.redis.xtrim(self.stream, minid=bound, approximate=False)
+        self.untrimmed = 0
+        self.trim_below = None
 
     def _stats(self) -> None:
         now = time.monotonic()
@@ -412,6 +520,8 @@ class Worker:
                 # While PostgreSQL commits this batch, Redis already delivers the next one.
                 self._prefetch = self._prefetcher.submit(self._read)
             self.process(entries)
+        else:
+            self.trim_idle()
         self._stats()
         return len(entries)
 
