@@ -43,6 +43,7 @@ E2E_RATE = float(os.environ.get("BENCH_E2E_RATE", "1000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "10"))
 RESULT_REQUESTS = int(os.environ.get("BENCH_RESULT_REQUESTS", "2000"))
 BATCH = os.environ.get("BENCH_BATCH_SIZE", "1000")
+PROBE_ENTRIES = int(os.environ.get("BENCH_PROBE_ENTRIES", "100000"))
 
 
 def pct(values, q: float) -> float:
@@ -82,14 +83,7 @@ def pipeline_pids(r, pg) -> dict:
 def bench_worker(r, env, workdir, su) -> dict:
     stream = env["VOTE_STREAM"]
     log(f"pre-filling {PREFILL} stream entries")
-    pipe = r.pipeline(transaction=False)
-    for i in range(PREFILL):
-        # 80% new voters, 20% voters changing their vote: both paths of the upsert
-        voter = f"w{(i if i % 5 else i // 5):09d}"
-        pipe.xadd(stream, {"voter_id": voter, "vote": "Cats" if i % 3 else "Dogs"})
-        if i % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
+    _fill_stream(r, stream, PREFILL, "w")
     worker_env = {**env, "WORKER_CONSUMER": "bench", "WORKER_BATCH_SIZE": BATCH, "METRICS_PORT": "0"}
     worker = Service("worker", worker_env, workdir, "bench-worker").start()
     deadline = time.monotonic() + 120
@@ -130,6 +124,83 @@ def bench_worker(r, env, workdir, su) -> dict:
         "drain_votes_per_cpu_s_all": round((PREFILL - read_start) / total_cpu) if total_cpu else None,
         "prefill": PREFILL,
     }
+
+
+def _fill_stream(r, stream: str, n: int, prefix: str) -> None:
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        # 80% new voters, 20% voters changing their vote: both paths of the upsert
+        pipe.xadd(stream, {"voter_id": f"{prefix}{(i if i % 5 else i // 5):09d}", "vote": "Cats" if i % 3 else "Dogs"})
+        if i % 2000 == 1999:
+            pipe.execute()
+    pipe.execute()
+
+
+def bench_worker_probes(r, pg_env: dict, batch: int, n: int) -> dict:
+    """Upper bounds for the worker's two halves, each alone, with no validation in between.
+
+    redis: one client doing only XREADGROUP COUNT batch + XACK + XTRIM MINID (the worker's Redis
+    commands) on a pre-filled stream. postgres: one client sending the worker's own upsert
+    statement with the array literals built in advance, COMMIT after each (pgbench-style: the
+    client does nothing else), same entry mix. A worker that did no work of its own and never
+    overlapped the two would reach 1 / (1/redis + 1/postgres): that is the probe figure the
+    worker is compared with (the worker overlaps them, so it may exceed 1.0).
+    """
+    from votingapp.worker import UPSERT_SQL, _text_array
+
+    stream = "votes-worker-probe"
+    _fill_stream(r, stream, n, "rp")
+    r.xgroup_create(stream, "probe", id="0")
+    redis_pid = int(r.info("server")["process_id"])
+    cpu0, t0, done = cpu_seconds(redis_pid), time.perf_counter(), 0
+    while True:
+        reply = r.xreadgroup("probe", "p", {stream: ">"}, count=batch)
+        if not reply:
+            break
+        ids = [i for i, _ in reply[0][1]]
+        done += len(ids)
+        last = ids[-1].decode()
+        ms, _, seq = last.partition("-")
+        pipe = r.pipeline(transaction=False)
+        pipe.xack(stream, "probe", *ids)
+        pipe.xtrim(stream, minid=f"{ms}-{int(seq) + 1}", approximate=False)
+        pipe.execute()
+    redis_s, redis_cpu = time.perf_counter() - t0, cpu_seconds(redis_pid) - cpu0
+    r.delete(stream)
+    statements = []
+    for b in range(0, n, batch):
+        best = {}
+        for i in range(b, min(n, b + batch)):
+            best[f"pp{(i if i % 5 else i // 5):09d}"] = ("Cats" if i % 3 else "Dogs", f"{1_700_000_000_000 + i}-0")
+        keys = sorted(best)
+        statements.append(
+            (_text_array(keys), _text_array([best[k][0] for k in keys]), _text_array([best[k][1] for k in keys]))
+        )
+    conn = psycopg2.connect(
+        host=pg_env["PG_HOST"], port=pg_env["PG_PORT"], dbname=pg_env["PG_DATABASE"], user=pg_env["PG_USER"],
+        password=pg_env["PG_PASSWORD"], application_name="votingapp-bench-pg-probe",
+    )  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    conn.commit()
+    cpu0, t0 = cpu_seconds(backend), time.perf_counter()
+    for params in statements:
+        with conn, conn.cursor() as cur:
+            cur.execute(UPSERT_SQL, params)
+    pg_s, pg_cpu = time.perf_counter() - t0, cpu_seconds(backend) - cpu0
+    conn.close()
+    redis_rate, pg_rate = done / redis_s, n / pg_s
+    out = {
+        "worker_probe_redis_votes_per_s": round(redis_rate),
+        "worker_probe_redis_per_cpu_s": round(done / redis_cpu) if redis_cpu else None,
+        "worker_probe_pg_votes_per_s": round(pg_rate),
+        "worker_probe_pg_per_cpu_s": round(n / pg_cpu) if pg_cpu else None,
+        "worker_probe_votes_per_s": round(1 / (1 / redis_rate + 1 / pg_rate)),
+        "worker_probe_entries": n,
+    }
+    log(f"worker probes: {out}")
+    return out
 
 
 class WrkRun:
@@ -418,6 +489,8 @@ def main() -> int:
         worker_settings = w.pop("worker_settings")
         services.append(worker)
         results.update(w)
+        results.update(bench_worker_probes(r, pg_server.env(), worker_settings.batch_size, PROBE_ENTRIES))
+        results["worker_to_probe_ratio"] = round(results["worker_votes_per_s"] / results["worker_probe_votes_per_s"], 2)
         web = {"BIND_ADDRESS": "127.0.0.1"}
         vote = Service("vote", {**env, **web, "PORT": str(free_port())}, workdir, "bench-vote")
         result_port = free_port()
