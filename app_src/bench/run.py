@@ -416,6 +416,173 @@ def bench_result(result_port: int, pg, su) -> dict:
     return out
 
 
+SSE_VIEWERS = int(os.environ.get("BENCH_SSE_VIEWERS", "5000"))
+SSE_CHANGES = int(os.environ.get("BENCH_SSE_CHANGES", "5"))
+
+# A separate process measures /api/tally latency beside the viewers, so the viewers' reader
+# thread in this process cannot hold its GIL and inflate the figure. Paced, bounded.
+TALLY_CLIENT = r"""
+import http.client, json, sys, time
+port, seconds, interval = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+out, errors, deadline, nxt = [], 0, time.monotonic() + seconds, time.monotonic()
+while time.monotonic() < deadline:
+    t = time.perf_counter()
+    try:
+        conn.request("GET", "/api/tally")
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status == 200:
+            out.append((time.perf_counter() - t) * 1000)
+        else:
+            errors += 1
+    except OSError:
+        errors += 1
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    nxt += interval
+    time.sleep(max(0.0, nxt - time.monotonic()))
+print(json.dumps({"ms": out, "errors": errors}))
+"""
+
+
+def _rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants (gunicorn master + workers)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return total
+
+
+def bench_sse(result: Service, owner, poll_ms: int) -> dict:
+    """SSE_VIEWERS event streams on one result instance; SSE_CHANGES changes of the counts.
+
+    Each viewer must see every change within one poll interval + 100 ms of its COMMIT (measured
+    at this client: one epoll thread reads every socket and stamps each event); /api/tally is
+    timed from another process meanwhile. Memory per viewer: resident memory of the result
+    service (master + workers) with the viewers open, minus before, over the viewers.
+    """
+    import resource
+    import selectors
+    import socket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = SSE_VIEWERS + 1000
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < wanted:
+        raise SystemExit(f"bench: {SSE_VIEWERS} viewers need {wanted} open files; the hard limit is {hard}")
+    time.sleep(0.5)
+    rss_before = _rss_kb(result.proc.pid)
+    sel = selectors.DefaultSelector()
+    arrivals: list[list[float]] = [[] for _ in range(SSE_VIEWERS)]
+    closed = [0]
+    stop = threading.Event()
+    log(f"sse: opening {SSE_VIEWERS} viewers on one result instance (open files {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})")
+    request = b"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    socks = []
+    t_open = time.monotonic()
+    try:
+        for i in range(SSE_VIEWERS):
+            sock = socket.create_connection(("127.0.0.1", result.port), timeout=5)
+            sock.sendall(request)
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ, i)
+            socks.append(sock)
+
+        def reader():
+            while not stop.is_set():
+                for key, _ in sel.select(0.2):
+                    now = time.monotonic()
+                    try:
+                        chunk = key.fileobj.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        chunk = b""
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        closed[0] += 1
+                        continue
+                    arrivals[key.data].extend([now] * chunk.count(b"data: "))
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(1 for a in arrivals if a) < SSE_VIEWERS:
+            time.sleep(0.1)
+        served = sum(1 for a in arrivals if a)
+        opened_s = time.monotonic() - t_open
+        log(f"sse: {served} of {SSE_VIEWERS} viewers got their first event in {opened_s:.1f}s")
+        time.sleep(1.0)
+        rss_with = _rss_kb(result.proc.pid)
+        seconds = SSE_CHANGES * 1.0 + 1.0
+        tally = subprocess.Popen(
+            [sys.executable, "-c", TALLY_CLIENT, str(result.port), str(seconds), "0.01"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        commits = []
+        time.sleep(0.5)
+        for k in range(SSE_CHANGES):
+            with owner.cursor() as cur:
+                cur.execute("UPDATE vote_counts SET count = count + 1 WHERE vote = 'Cats'")
+                if cur.rowcount == 0:
+                    cur.execute("INSERT INTO vote_counts VALUES ('Cats', 1)")
+            commits.append(time.monotonic())
+            time.sleep(1.0 if k < SSE_CHANGES - 1 else 0.0)
+        out, _ = tally.communicate(timeout=seconds + 30)
+        time.sleep(max(0.0, commits[-1] + 2.0 - time.monotonic()))
+        stop.set()
+        thread.join(5)
+    finally:
+        for sock in socks:
+            sock.close()
+        sel.close()
+    tally_ms = json.loads(out)
+    bound_ms = poll_ms + 100
+    delays, missed = [], 0
+    for a in arrivals:
+        for t in commits:
+            seen = next((x for x in a if x >= t), None)
+            if seen is None:
+                missed += 1
+            else:
+                delays.append((seen - t) * 1000)
+    within = sum(1 for d in delays if d <= bound_ms)
+    result_out = {
+        "sse_viewers": SSE_VIEWERS,
+        "sse_viewers_served": served,
+        "sse_open_s": round(opened_s, 1),
+        "sse_tally_p99_ms": round(pct(tally_ms["ms"], 99), 2),
+        "sse_tally_p50_ms": round(pct(tally_ms["ms"], 50), 2),
+        "sse_tally_requests": len(tally_ms["ms"]),
+        "sse_tally_errors": tally_ms["errors"],
+        "sse_changes": SSE_CHANGES,
+        "sse_bound_ms": bound_ms,
+        "sse_deliveries_within_bound": within,
+        "sse_deliveries_expected": SSE_VIEWERS * SSE_CHANGES,
+        "sse_deliveries_missed": missed,
+        "sse_delivery_p50_ms": round(pct(delays, 50), 1),
+        "sse_delivery_p99_ms": round(pct(delays, 99), 1),
+        "sse_delivery_max_ms": round(max(delays), 1) if delays else None,
+        "sse_closed_early": closed[0],
+        "sse_rss_mb_before": round(rss_before / 1024, 1),
+        "sse_rss_mb_with_viewers": round(rss_with / 1024, 1),
+        "sse_kb_per_viewer": round((rss_with - rss_before) / SSE_VIEWERS, 1),
+        "sse_load_average": round(os.getloadavg()[0], 1),
+    }
+    log(f"sse: {result_out}")
+    return result_out
+
+
 def versions() -> dict:
     def run(cmd):
         try:
@@ -494,9 +661,8 @@ def main() -> int:
         web = {"BIND_ADDRESS": "127.0.0.1"}
         vote = Service("vote", {**env, **web, "PORT": str(free_port())}, workdir, "bench-vote")
         result_port = free_port()
-        result = Service(
-            "result", {**env, **web, **pg_server.env(RESULT), "PORT": str(result_port)}, workdir, "bench-result"
-        )
+        result_env = {**env, **web, **pg_server.env(RESULT), "PORT": str(result_port)}
+        result = Service("result", result_env, workdir, "bench-result")
         # the bench-only bare WSGI callable (JSON parse + one XADD) under the same launcher
         probe = Service(
             "vote", {**env, **web, "PORT": str(free_port()), "VOTE_STREAM": "votes-probe"}, workdir, "bench-probe"
@@ -510,6 +676,7 @@ def main() -> int:
         services.remove(probe)
         results.update(bench_e2e(vote.url, result_port, owner))
         results.update(bench_result(result_port, owner, su))
+        results.update(bench_sse(result, owner, config.result_settings(result_env).poll_ms))
         owner.close()
         su.close()
     finally:
