@@ -39,8 +39,9 @@ from votingapp import config, schema  # noqa: E402
 PREFILL = int(os.environ.get("BENCH_PREFILL", "200000"))
 VOTE_SECONDS = float(os.environ.get("BENCH_VOTE_SECONDS", "15"))
 VOTE_CONNECTIONS = int(os.environ.get("BENCH_VOTE_CONNECTIONS", "16"))
-E2E_RATE = float(os.environ.get("BENCH_E2E_RATE", "1000"))
-E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "10"))
+E2E_RATE = float(os.environ.get("BENCH_E2E_RATE", "2500"))
+E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "5"))
+E2E_RUNS = int(os.environ.get("BENCH_E2E_RUNS", "3"))
 RESULT_REQUESTS = int(os.environ.get("BENCH_RESULT_REQUESTS", "2000"))
 BATCH = os.environ.get("BENCH_BATCH_SIZE", "1000")
 PROBE_ENTRIES = int(os.environ.get("BENCH_PROBE_ENTRIES", "100000"))
@@ -294,8 +295,27 @@ def bench_vote(vote_url: str, probe_url: str | None = None) -> dict:
 
 
 def bench_e2e(vote_url: str, result_port: int, pg) -> dict:
-    with pg.cursor() as cur:
-        cur.execute("SELECT coalesce(sum(count), 0) FROM vote_counts")
+    """E2E_RUNS short paced runs; the figures are the worst run's, with every run's beside them."""
+    runs = [_e2e_run(vote_url, result_port, i) for i in range(E2E_RUNS)]
+    worst = max(runs, key=lambda r: r["e2e_p99_ms"])
+    result = {
+        **worst,
+        "e2e_runs": E2E_RUNS,
+        "e2e_p99_runs_ms": [r["e2e_p99_ms"] for r in runs],
+        "e2e_p50_runs_ms": [r["e2e_p50_ms"] for r in runs],
+        "e2e_rate_achieved_runs": [r["e2e_rate_achieved"] for r in runs],
+        "e2e_rate_achieved": min(r["e2e_rate_achieved"] for r in runs),
+        "e2e_votes": sum(r["e2e_votes"] for r in runs),
+        "e2e_unresolved": sum(r["e2e_unresolved"] for r in runs),
+        "e2e_errors": sum(r["e2e_errors"] for r in runs),
+        "e2e_load_average": [r["load"] for r in runs],
+    }
+    result.pop("load")
+    log(f"e2e: {result}")
+    return result
+
+
+def _e2e_run(vote_url: str, result_port: int, index: int) -> dict:
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
 
@@ -315,8 +335,9 @@ def bench_e2e(vote_url: str, result_port: int, pg) -> dict:
     log(f"e2e: paced {E2E_RATE:.0f} votes/s for {E2E_SECONDS:.0f}s")
     # enough connections that one slow answer does not hold back the pace (each paces rate/connections)
     connections = max(16, int(E2E_RATE / 50))
+    interval = connections / E2E_RATE
     load = WrkRun(
-        vote_url, connections=connections, seconds=E2E_SECONDS, tag="e2e", interval=connections / E2E_RATE, record=True
+        vote_url, connections=connections, seconds=E2E_SECONDS, tag=f"e2e{index}", interval=interval, record=True
     ).run()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not samples or samples[-1][1] - base < len(load.answered)):
@@ -347,8 +368,9 @@ def bench_e2e(vote_url: str, result_port: int, pg) -> dict:
         "e2e_votes": len(load.answered),
         "e2e_unresolved": len(load.answered) - len(lat),
         "e2e_errors": load.errors,
+        "load": round(os.getloadavg()[0], 1),
     }
-    log(f"e2e: {result}")
+    log(f"e2e run {index + 1}: {result}")
     return result
 
 
@@ -486,7 +508,8 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
     arrivals: list[list[float]] = [[] for _ in range(SSE_VIEWERS)]
     closed = [0]
     stop = threading.Event()
-    log(f"sse: opening {SSE_VIEWERS} viewers on one result instance (open files {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})")
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    log(f"sse: opening {SSE_VIEWERS} viewers on one result instance (open files limit {nofile})")
     request = b"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
     socks = []
     t_open = time.monotonic()
@@ -725,14 +748,51 @@ def render_markdown(r: dict) -> str:
         good = value < target if lower_is_better else value >= target
         return "met" if good else "NOT met"
 
+    def short(value, target, lower_is_better=False, unit=""):
+        """'met', or by how much it falls short."""
+        if ok(value, target, lower_is_better) == "met":
+            return "met"
+        if lower_is_better:
+            return f"NOT met ({value / target:.1f}x the bound)"
+        return f"NOT met ({value / target:.0%} of it)"
+
     rows = [
         ("metric", "value", "target", "verdict"),
         ("---", "---", "---", "---"),
         (
             f"`worker_votes_per_s`: one worker, pre-filled stream of {r['prefill']:,} entries -> committed rows",
             f"{r['worker_votes_per_s']:,}",
-            ">= 20,000",
-            ok(r["worker_votes_per_s"], 20000),
+            ">= 60,000",
+            short(r["worker_votes_per_s"], 60000),
+        ),
+        (
+            "`drain_votes_per_cpu_s_all`: the same drain per CPU-second of worker + its PostgreSQL backend "
+            f"+ redis-server (CPU seconds: {r['drain_cpu_s']})",
+            f"{r['drain_votes_per_cpu_s_all']:,}",
+            ">= 50,000",
+            short(r["drain_votes_per_cpu_s_all"], 50000),
+        ),
+        *(
+            [
+                (
+                    "`worker_probe_votes_per_s`: limit probe, 1 / (1/redis + 1/postgres) of the two halves alone: "
+                    f"XREADGROUP+XACK+XTRIM only {r['worker_probe_redis_votes_per_s']:,}/s "
+                    f"({r['worker_probe_redis_per_cpu_s']:,} per redis-server CPU-second), the same upsert "
+                    f"statement only {r['worker_probe_pg_votes_per_s']:,}/s "
+                    f"({r['worker_probe_pg_per_cpu_s']:,} per backend CPU-second)",
+                    f"{r['worker_probe_votes_per_s']:,}",
+                    "report",
+                    "",
+                ),
+                (
+                    "`worker_to_probe_ratio`: worker / probe (above 1: the worker overlaps Redis and PostgreSQL)",
+                    str(r["worker_to_probe_ratio"]),
+                    "report",
+                    "",
+                ),
+            ]
+            if "worker_probe_votes_per_s" in r
+            else []
         ),
         (
             f"`vote_rps`: POST /api/vote through gunicorn, {s['vote_connections']} wrk connections",
@@ -740,7 +800,12 @@ def render_markdown(r: dict) -> str:
             "report",
             "",
         ),
-        (f"`vote_p99_ms` (p50 {r['vote_p50_ms']} ms)", str(r["vote_p99_ms"]), "report", ""),
+        (
+            f"`vote_p99_ms` (p50 {r['vote_p50_ms']} ms)",
+            str(r["vote_p99_ms"]),
+            "<= 25",
+            short(r["vote_p99_ms"], 25.0001, True),
+        ),
         *(
             [
                 (
@@ -752,19 +817,67 @@ def render_markdown(r: dict) -> str:
                     "report",
                     "",
                 ),
-                ("`vote_to_probe_ratio`: vote_rps / vote_probe_rps", str(r["vote_to_probe_ratio"]), "report", ""),
+                (
+                    "`vote_to_probe_ratio`: vote_rps / vote_probe_rps",
+                    str(r["vote_to_probe_ratio"]),
+                    ">= 0.70",
+                    short(r["vote_to_probe_ratio"], 0.7),
+                ),
             ]
             if "vote_probe_rps" in r
             else []
         ),
         (
-            f"`e2e_p99_ms`: answered -> visible in /api/tally (p50 {r['e2e_p50_ms']} ms), "
-            f"{r['e2e_rate_achieved']:,} votes/s achieved of {r['e2e_rate_target']:,.0f} asked",
+            f"`e2e_p99_ms`: answered -> visible in /api/tally, worst of {r.get('e2e_runs', 1)} runs "
+            f"(p99 per run {r.get('e2e_p99_runs_ms', [r['e2e_p99_ms']])} ms, "
+            f"p50 {r.get('e2e_p50_runs_ms', [r['e2e_p50_ms']])} ms; "
+            f"achieved {r.get('e2e_rate_achieved_runs', [r['e2e_rate_achieved']])} votes/s of "
+            f"{r['e2e_rate_target']:,.0f} asked; load average {r.get('e2e_load_average', '-')})",
             str(r["e2e_p99_ms"]),
-            "< 1,000 at 1,000/s",
-            ok(r["e2e_p99_ms"], 1000, True)
+            f"< 100 at {r['e2e_rate_target']:,.0f}/s",
+            short(r["e2e_p99_ms"], 100, True)
             if r["e2e_rate_achieved"] >= 0.95 * r["e2e_rate_target"]
-            else "not shown: the load generator did not reach the rate",
+            else f"not shown: the load generator reached {r['e2e_rate_achieved']:,}/s, not the rate",
+        ),
+        *(
+            [
+                (
+                    f"`sse_viewers`: event streams held open on one result instance (2 gevent processes); "
+                    f"{r['sse_viewers_served']:,} got their first event, {r['sse_open_s']} s to open them all",
+                    f"{r['sse_viewers']:,}",
+                    "5,000",
+                    "met" if r["sse_viewers_served"] >= 5000 and not r["sse_closed_early"] else "NOT met",
+                ),
+                (
+                    f"`sse_tally_p99_ms`: GET /api/tally beside the viewers (p50 {r['sse_tally_p50_ms']} ms, "
+                    f"{r['sse_tally_requests']} requests paced 10 ms apart, {r['sse_tally_errors']} errors)",
+                    str(r["sse_tally_p99_ms"]),
+                    "< 50",
+                    short(r["sse_tally_p99_ms"], 50, True),
+                ),
+                (
+                    f"`sse_deliveries_within_bound`: of {r['sse_changes']} changes x {r['sse_viewers']:,} viewers, "
+                    f"events received within one poll interval + 100 ms ({r['sse_bound_ms']} ms) of the COMMIT "
+                    f"(delay p50 {r['sse_delivery_p50_ms']} ms, p99 {r['sse_delivery_p99_ms']} ms, max "
+                    f"{r['sse_delivery_max_ms']} ms; {r['sse_deliveries_missed']} never received; load average "
+                    f"{r['sse_load_average']})",
+                    f"{r['sse_deliveries_within_bound']:,}",
+                    f"{r['sse_deliveries_expected']:,}",
+                    "met"
+                    if r["sse_deliveries_within_bound"] == r["sse_deliveries_expected"]
+                    else f"NOT met ({r['sse_deliveries_within_bound'] / r['sse_deliveries_expected']:.0%})",
+                ),
+                (
+                    f"`sse_kb_per_viewer`: resident memory of the result service (master + workers) with the "
+                    f"viewers open ({r['sse_rss_mb_with_viewers']} MB) minus before ({r['sse_rss_mb_before']} MB), "
+                    "per viewer",
+                    str(r["sse_kb_per_viewer"]),
+                    "report",
+                    "",
+                ),
+            ]
+            if "sse_viewers" in r
+            else []
         ),
         (
             "`result_p50_ms_1m`: GET /api/tally with 1,000,000 votes stored",
@@ -773,16 +886,9 @@ def render_markdown(r: dict) -> str:
             ok(r["result_p50_ms_1m"], 10, True),
         ),
         (
-            "`worker_votes_per_cpu_s`: the same drain per CPU-second of the worker process (Redis and "
+            "`worker_votes_per_cpu_s`: the drain per CPU-second of the worker process alone (Redis and "
             "PostgreSQL not included), a figure less sensitive to other jobs on the machine",
             f"{r['worker_votes_per_cpu_s']:,}",
-            "",
-            "",
-        ),
-        (
-            "`drain_votes_per_cpu_s_all`: the same drain per CPU-second of worker + its PostgreSQL backend "
-            f"+ redis-server (CPU seconds: {r['drain_cpu_s']})",
-            f"{r['drain_votes_per_cpu_s_all']:,}",
             "",
             "",
         ),
