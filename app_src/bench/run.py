@@ -253,7 +253,7 @@ class WrkRun:
 VOTE_ROUNDS = int(os.environ.get("BENCH_VOTE_ROUNDS", "3"))
 
 
-def bench_vote(vote_url: str, probe_url: str | None = None) -> dict:
+def bench_vote(vote_url: str, probe_url: str | None = None, redis_pid: int | None = None) -> dict:
     """vote_rps over VOTE_ROUNDS runs alternated with the bare probe (vote, probe, vote, ...).
 
     Alternating in one run is what makes the ratio mean something on a shared machine: both see
@@ -268,10 +268,14 @@ def bench_vote(vote_url: str, probe_url: str | None = None) -> dict:
     log(f"vote: wrk, {VOTE_CONNECTIONS} connections, {VOTE_ROUNDS} x {seconds:.0f}s, alternated with {list(targets)}")
     runs: dict[str, list[WrkRun]] = {name: [] for name in targets}
     loads = []
+    redis_cpu = 0.0
     for i in range(VOTE_ROUNDS):
         for name, url in targets.items():
             loads.append(os.getloadavg()[0])
+            cpu0 = cpu_seconds(redis_pid) if redis_pid else 0.0
             runs[name].append(WrkRun(url, connections=VOTE_CONNECTIONS, seconds=seconds, tag=f"r{i}{name[0]}").run())
+            if redis_pid and name == "vote":
+                redis_cpu += cpu_seconds(redis_pid) - cpu0
 
     def summary(prefix: str, rs: list[WrkRun]) -> dict:
         requests = sum(r.summary["requests"] for r in rs)
@@ -286,6 +290,9 @@ def bench_vote(vote_url: str, probe_url: str | None = None) -> dict:
         }
 
     result = summary("vote", runs["vote"])
+    if redis_pid:
+        # what one accepted vote costs redis-server (XADD + appendonly), the input of the scaling note
+        result["vote_redis_cpu_us_per_vote"] = round(redis_cpu / max(1, result["vote_requests"]) * 1e6, 2)
     if probe_url:
         result |= summary("vote_probe", runs["probe"])
         result["vote_to_probe_ratio"] = round(result["vote_rps"] / result["vote_probe_rps"], 2)
@@ -693,7 +700,7 @@ def main() -> int:
         probe.argv = [sys.executable, str(HERE / "vote_probe.py")]
         start_all([vote, result, probe])
         services += [vote, result, probe]
-        results.update(bench_vote(vote.url, probe.url))
+        results.update(bench_vote(vote.url, probe.url, int(r.info("server")["process_id"])))
         probe.signal_stop()
         probe.stop()
         services.remove(probe)
@@ -720,6 +727,7 @@ def main() -> int:
         "vote_connections": VOTE_CONNECTIONS,
         "vote_seconds": VOTE_SECONDS,
         "e2e_seconds": E2E_SECONDS,
+        "e2e_runs": E2E_RUNS,
         "result_requests": RESULT_REQUESTS,
     }
     results["load_generator"] = (
@@ -739,6 +747,78 @@ def main() -> int:
     Path(args.markdown).write_text(render_markdown(ordered))
     log(f"wrote {args.json} and {args.markdown} in {results['duration_s']}s")
     return 0
+
+
+def scaling_note(r: dict) -> str:
+    """Votes/s per tier from this run's figures: what saturates first and what the stack does then."""
+    need = ("vote_rps", "worker_votes_per_s", "worker_votes_per_cpu_s", "worker_probe_redis_per_cpu_s",
+            "worker_probe_pg_per_cpu_s", "vote_redis_cpu_us_per_vote")  # fmt: skip
+    if any(not r.get(k) for k in need):
+        return "## Scaling\n\nThis run lacks the inputs of the scaling note (an older report)."
+    vote_host = r["vote_rps"]
+    xadd_us = r["vote_redis_cpu_us_per_vote"]
+    consume_us = 1e6 / r["worker_probe_redis_per_cpu_s"]
+    redis_stream = 1e6 / (xadd_us + consume_us)
+    worker_cpu_us = 1e6 / r["worker_votes_per_cpu_s"]
+    pg_us = 1e6 / r["worker_probe_pg_per_cpu_s"]
+    pg_per_core = 1e6 / pg_us
+    first = min(
+        ("one Redis stream (one redis-server thread)", redis_stream),
+        ("PostgreSQL on 2 cores", 2 * pg_per_core),
+        key=lambda x: x[1],
+    )
+    batch = r["settings"]["worker_batch_size"]
+    rows = [
+        ("tier", "measured input", "votes/s", "formula"),
+        ("---", "---", "---", "---"),
+        (
+            "vote host",
+            f"`vote_rps` {vote_host:,} (2 gunicorn processes, wrk on the same 2 CPUs)",
+            f">= {vote_host:,} per 2-CPU host",
+            f"N hosts behind the ALB: N x {vote_host:,}, until Redis",
+        ),
+        (
+            "worker",
+            f"`worker_votes_per_cpu_s` {r['worker_votes_per_cpu_s']:,} ({worker_cpu_us:.1f} us a vote); drained "
+            f"{r['worker_votes_per_s']:,}/s here with Redis and PostgreSQL on the same CPUs",
+            f"~{r['worker_votes_per_cpu_s']:,} per worker CPU",
+            "W workers in the group: W x that, until Redis or PostgreSQL",
+        ),
+        (
+            "Redis stream",
+            f"XADD + appendonly {xadd_us:.1f} us (`vote_redis_cpu_us_per_vote`), XREADGROUP+XACK+XTRIM "
+            f"{consume_us:.1f} us (`worker_probe_redis_per_cpu_s`) a vote",
+            f"{redis_stream:,.0f}",
+            f"1e6 / ({xadd_us:.1f} + {consume_us:.1f}): one stream is one redis-server thread",
+        ),
+        (
+            "PostgreSQL",
+            f"the upsert {pg_us:.1f} us of backend CPU a vote (`worker_probe_pg_per_cpu_s`), plus one fsync a batch",
+            f"{pg_per_core:,.0f} per core",
+            f"cores x {pg_per_core:,.0f} (one backend per worker, batches of {batch:,})",
+        ),
+    ]
+    table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return f"""## Scaling
+
+By arithmetic from this run's measured inputs (each a CPU cost, which moves less with other jobs
+than a wall-clock rate); every tier but the data tier scales by adding hosts.
+
+{table}
+
+What saturates first as load grows: the vote hosts (fewest votes/s each) are added behind the ALB
+first. After them the first shared limit is {first[0]} at about {first[1]:,.0f} votes/s. Then:
+- more workers in the same group (`WORKER_CONSUMER` unique each): each reads its own batches,
+  upserts are ordered by voter id so they never deadlock, and the stored version keeps the newest
+  vote; this helps until PostgreSQL's cores or the stream's thread are busy;
+- past one Redis thread: partitioned streams (`votes:0..k-1`, voter id hash mod k, one Redis
+  instance or cluster slot each, a worker group per stream). The per-voter version stays correct
+  because one voter always lands in one stream;
+- past one PostgreSQL host: a larger host first (the cost is per-row CPU and WAL, not locks), then
+  partitioning `votes` by the same hash, `vote_counts` summed over partitions by the result tier;
+- the result tier reads one `vote_counts` row per option per poll interval per process, so its
+  database load is processes / `RESULT_POLL_MS`, independent of votes and of viewers.
+"""
 
 
 def render_markdown(r: dict) -> str:
@@ -937,8 +1017,9 @@ resolved before the end of the run: {r["e2e_unresolved"]}.
 
     make bench        # this page and docs/benchmarks/latest.json (bounded: about 2-4 minutes)
 
-Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE`, `BENCH_VOTE_CONNECTIONS`,
-`BENCH_VOTE_SECONDS`, `BENCH_E2E_RATE`, `BENCH_E2E_SECONDS`, `BENCH_RESULT_REQUESTS`.
+Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE`, `BENCH_PROBE_ENTRIES`,
+`BENCH_VOTE_CONNECTIONS`, `BENCH_VOTE_SECONDS`, `BENCH_E2E_RATE`, `BENCH_E2E_SECONDS`, `BENCH_E2E_RUNS`,
+`BENCH_RESULT_REQUESTS`, `BENCH_SSE_VIEWERS`, `BENCH_SSE_CHANGES`.
 
 ## Method
 
@@ -946,16 +1027,27 @@ Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE
   so `vote_rps` is a floor for what gunicorn can serve on a machine of its own.
 - Worker: the stream is filled first (80% new voters, 20% vote changes), then one `worker` process
   starts; the rate counts entries from its first read to the last acknowledgement (`XINFO GROUPS`
-  entries-read and pending), i.e. read + validate + one upsert statement per batch + COMMIT + XACK/XDEL.
-- End to end: wrk paces votes at the target rate (each connection on an absolute schedule, so a
-  slow answer is caught up rather than lowering the rate) while a client polls `/api/tally` every 20 ms. Each
-  vote's latency is bounded from above: a vote answered at time t was at most the k-th entry of the
-  stream, k = requests sent before t, and one worker commits the stream in order, so the vote is
-  visible once the total has grown by k. The 20 ms polling adds up to 20 ms.
+  entries-read and pending), i.e. read + validate + one upsert statement per batch + COMMIT + XACK
+  and XTRIM. The limit probes then run each half alone on the same servers: one client doing only
+  the worker's Redis commands on a pre-filled stream, and one sending only the worker's upsert
+  statement with its arrays built in advance (COMMIT after each, fsync on).
+- End to end: {s.get("e2e_runs", 1)} runs of {s["e2e_seconds"]:g} s; wrk paces votes at the target
+  rate (each connection on an absolute schedule, so a slow answer is caught up rather than
+  lowering the rate) while a client polls `/api/tally` every 20 ms. Each vote's latency is bounded
+  from above: a vote answered at time t was at most the k-th entry of the stream, k = requests
+  sent before t, and one worker commits the stream in order, so the vote is visible once the total
+  has grown by k. The 20 ms polling adds up to 20 ms.
 - Result: votes are stored directly with SQL together with their aggregate rows (as the worker
   keeps them), then `/api/tally` is requested {s["result_requests"]} times over one keep-alive
   connection. The API reads the `vote_counts` table (one row per option), never `votes`, so its cost
   does not depend on the number of votes.
+- Event streams: one epoll thread in the bench process opens the viewers (its open-files limit is
+  raised first) and stamps every `data:` event it reads; the counts are changed by an `UPDATE` of
+  `vote_counts` once a second, and each viewer's delay is from that COMMIT to its next event. A
+  separate process requests `/api/tally` every 10 ms meanwhile, so the viewers' reader cannot hold
+  its interpreter lock and inflate the figure.
+
+{scaling_note(r)}
 
 ## Why it is fast
 
@@ -973,7 +1065,20 @@ Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE
   larger transactions, for at most 20 ms more latency. A backlog (full batches) never waits.
 - worker: one `XREADGROUP` per batch, one `INSERT .. ON CONFLICT` statement (upsert of the newest
   entry per voter + aggregate deltas from `RETURNING`) per batch, one COMMIT, one pipelined
-  `XACK`+`XDEL`. The classic app's fixed sleep and per-vote round trips are gone.
+  `XACK` + `XTRIM MINID`. The classic app's fixed sleep and per-vote round trips are gone.
+- worker, measured alternated in one run (load average 7-19, so compare only within a line): the
+  arrays go to PostgreSQL as one literal string each, not as `ARRAY[...]` with one constant per
+  element (backend 7.7-8.8 against 11.0-12.2 us a vote); acknowledged entries are cut with
+  `XTRIM MINID` below the oldest entry any group still needs, in the acknowledgement's round trip,
+  instead of `XDEL` of every id (redis-server 3.3-4.7 against 6.7-7.0 us an entry); options are
+  matched by their bytes and an entry id is parsed only when one voter appears twice in a batch.
+  Together: 40,862-51,047 against 27,335-29,726 votes per CPU-second of worker + Redis +
+  PostgreSQL, 11,458-18,530 against 6,544-8,616 votes/s (same run, load 14-19). A Redis user
+  without `XTRIM` in its ACL makes the worker fall back to `XDEL` (logged once at start).
+- result: the viewers of a process wait on one shared `Event` that the poller replaces on each
+  change. With a `Condition`, every woken viewer re-acquired its lock in turn: with 5,000 viewers
+  at load 20-22, 14-25% of deliveries arrived within 350 ms (p50 557-892 ms) against 66% (p50
+  284 ms) with the `Event`, alternated in one run.
 - result: reads a few aggregate rows; event streams share one read per poll interval per process.
 """
 
