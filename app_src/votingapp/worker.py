@@ -194,20 +194,27 @@ def _text_array(values: list[str]) -> str:
     return '{"' + body + '"}'
 
 
-def apply_votes(conn, votes: list[Vote]) -> None:
-    """One transaction: upsert newer votes, adjust the counts by exactly the changed rows."""
+def upsert_params(votes: list[Vote]) -> tuple[str, str, str] | None:
+    """The upsert's parameters for a batch (None: nothing to write)."""
     rows = newest_per_voter(votes)
     if not rows:
-        return
+        return None
     # Three array literals, one string each: psycopg2 would send a Python list as ARRAY[...] with
     # one constant per element for the server to parse and cast, which cost the backend a third
     # more CPU per vote than array_in reading one string (7.7 vs 11-12 us a vote, batches of
     # 1,000, same run). The server splits the entry id into the version's two numbers.
-    params = (
+    return (
         _text_array([v.voter_id for v in rows]),
         _text_array([v.vote for v in rows]),
         _text_array([v.version_text() for v in rows]),
     )
+
+
+def apply_votes(conn, votes: list[Vote], params: tuple[str, str, str] | None = None) -> None:
+    """One transaction: upsert newer votes, adjust the counts by exactly the changed rows."""
+    params = params or upsert_params(votes)
+    if params is None:
+        return
     with conn, conn.cursor() as cur:
         cur.execute(UPSERT_SQL, params)
 
@@ -385,7 +392,7 @@ class Worker:
         return claimed
 
     # -- processing ---------------------------------------------------------------------------
-    def process(self, entries: list[tuple[str, dict]]) -> None:
+    def process(self, entries: list[tuple[str, dict]], prepared=None) -> None:
         """Apply a batch; an unexpected error is isolated to the entry that causes it.
 
         Redis and database trouble propagates (the batch stays pending and is retried). Anything
@@ -393,7 +400,7 @@ class Worker:
         entry, and an entry that still fails alone is dead-lettered with the error as reason.
         """
         try:
-            self._process(entries)
+            self._process(entries, prepared)
         except Exception as exc:
             if is_retryable(exc):
                 raise
@@ -406,8 +413,8 @@ class Worker:
             for entry in entries:
                 self.process([entry])
 
-    def _process(self, entries: list[tuple[str, dict]]) -> None:
-        started = time.perf_counter()
+    def prepare(self, entries: list[tuple[str, dict]]):
+        """(votes, dead letters, upsert parameters) of a batch: all the Python work before the SQL."""
         good: list[Vote] = []
         dead: list[tuple[str, dict, str]] = []
         options = self.s.options
@@ -417,10 +424,30 @@ class Worker:
                 good.append(item)
             else:
                 dead.append((entry_id, fields or {}, item))
+        return good, dead, upsert_params(good) if good else None
+
+    def _read_prepared(self):
+        """The prefetch: read the next batch and prepare it while PostgreSQL runs this one.
+
+        psycopg2 releases the interpreter lock while it waits for the server, so validation
+        and the array literals of batch k+1 cost no time on the path of batch k. Anything
+        unexpected while preparing leaves the batch unprepared: process() then meets it
+        where it can isolate the entry.
+        """
+        entries = self._read()
+        try:
+            return entries, self.prepare(entries) if entries else None
+        except Exception:
+            return entries, None
+
+    def _process(self, entries: list[tuple[str, dict]], prepared=None) -> None:
+        started = time.perf_counter()
+        good, dead, params = prepared or self.prepare(entries)
+        dead = list(dead)
         if good:
             conn = self._pg()
             try:
-                apply_votes(conn, good)
+                apply_votes(conn, good, params)
             except psycopg2.Error as exc:
                 if not is_entry_error(exc):
                     raise
@@ -556,18 +583,19 @@ class Worker:
             # Readiness must not wait for the first vote: connect (and check the schema) up front.
             self._pg()
         entries = self._claim()
+        prepared = None
         if not entries:
             if self._prefetch is not None:
                 future, self._prefetch = self._prefetch, None
-                entries = future.result()
+                entries, prepared = future.result()
             else:
                 entries = self._read()
         self.redis_ok = True
         if entries:
             if self._prefetch is None and not self.read_own_pending and not self.stop.is_set():
                 # While PostgreSQL commits this batch, Redis already delivers the next one.
-                self._prefetch = self._prefetcher.submit(self._read)
-            self.process(entries)
+                self._prefetch = self._prefetcher.submit(self._read_prepared)
+            self.process(entries, prepared)
         else:
             self.trim_idle()
         self._stats()
@@ -585,10 +613,10 @@ class Worker:
         if self._prefetch is None:
             return
         try:
-            entries = self._prefetch.result(timeout=30)
+            entries, prepared = self._prefetch.result(timeout=30)
             self._prefetch = None
             if entries:
-                self.process(entries)
+                self.process(entries, prepared)
         except Exception as exc:  # the entries stay pending: re-read at restart or reclaimed
             log.warning("stopping with a batch left pending (%s)", exc.__class__.__name__)
 
