@@ -825,6 +825,35 @@ not the stream: the worker's batched commands cost {consume_us:.1f} us of it. Th
 """
 
 
+SERVER_AB = HERE.parents[1] / "docs" / "benchmarks" / "server_ab.json"
+
+
+def server_note() -> str:
+    """The last `server_ab.py` run (a separate command: it needs granian, which is not pinned)."""
+    try:
+        ab = json.loads(SERVER_AB.read_text())
+    except (OSError, ValueError):
+        return ""
+    lines = [
+        "## Vote server candidates",
+        "",
+        "From `GRANIAN_PATH=DIR python app_src/bench/server_ab.py` ([`server_ab.json`](benchmarks/server_ab.json)),",
+        "a separate run: the same Flask app, 2 processes each, 16 wrk connections, the candidates",
+        "alternated round by round beside the bare probe (`probe`: under gunicorn gevent;",
+        "`probe-granian-2x2`: under granian). The last column is against `probe`.",
+        "",
+        "| server | req/s per run | p99 ms per run | load average per run | of the probe |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, v in ab.items():
+        runs = v["runs"]
+        lines.append(
+            f"| {name} | {[x['rps'] for x in runs]} | {[x['p99_ms'] for x in runs]} | "
+            f"{[x['load'] for x in runs]} | {v['to_probe']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(r: dict) -> str:
     m, v, s = r["machine"], r["versions"], r["settings"]
 
@@ -1053,6 +1082,7 @@ Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE
 
 {scaling_note(r)}
 
+{server_note()}
 ## Why it is fast
 
 - vote: one `XADD` per request over a pooled connection; no per-request connection set-up.

@@ -4,8 +4,8 @@ Candidates: gunicorn gevent (the default), gunicorn gthread, and granian (WSGI) 
 imported, from the environment or from GRANIAN_PATH (a `pip install --target` directory, so the
 shared venv is not touched). Each runs the same Flask app (`votingapp.vote.create_app`) with 2
 processes; the bare WSGI + XADD probe (vote_probe.py) runs beside them under gunicorn gevent.
-Rounds alternate A B C D A B C D, so every candidate sees the same load; the load average is
-recorded with each run.
+With granian the probe also runs under granian. Rounds alternate A B C D .. A B C D, so every
+candidate sees the same load; the load average is recorded with each run.
 
     GRANIAN_PATH=/tmp/granian python app_src/bench/server_ab.py [--rounds 3] [--seconds 5] [--json F]
 """
@@ -69,6 +69,10 @@ def main() -> int:
         svc = Service("vote", {**env, "PORT": str(free_port()), "PYTHONPATH": path}, root, "ab-granian")
         svc.argv = [sys.executable, "-c", GRANIAN_MAIN]
         services["granian-2x2"] = svc
+        probe_env = {**env, "PORT": str(free_port()), "PYTHONPATH": path, "GRANIAN_APP": "probe"}
+        svc = Service("vote", {**probe_env, "VOTE_STREAM": "votes-probe"}, root, "ab-granian-probe")
+        svc.argv = [sys.executable, "-c", GRANIAN_MAIN]
+        services["probe-granian-2x2"] = svc
     else:
         print("granian not importable: set GRANIAN_PATH to compare it", flush=True)
     start_all(list(services.values()))
