@@ -507,21 +507,23 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
     wanted = SSE_VIEWERS + 1000
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
-    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < wanted:
-        raise SystemExit(f"bench: {SSE_VIEWERS} viewers need {wanted} open files; the hard limit is {hard}")
+    viewers = min(SSE_VIEWERS, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 1000)
+    if viewers < SSE_VIEWERS:
+        # the rest of the report is still worth having: measure fewer and say so (the verdict)
+        log(f"sse: the open-files hard limit ({hard}) allows {viewers} viewers, not {SSE_VIEWERS}")
     time.sleep(0.5)
     rss_before = _rss_kb(result.proc.pid)
     sel = selectors.DefaultSelector()
-    arrivals: list[list[float]] = [[] for _ in range(SSE_VIEWERS)]
+    arrivals: list[list[float]] = [[] for _ in range(viewers)]
     closed = [0]
     stop = threading.Event()
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    log(f"sse: opening {SSE_VIEWERS} viewers on one result instance (open files limit {nofile})")
+    log(f"sse: opening {viewers} viewers on one result instance (open files limit {nofile})")
     request = b"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
     socks = []
     t_open = time.monotonic()
     try:
-        for i in range(SSE_VIEWERS):
+        for i in range(viewers):
             sock = socket.create_connection(("127.0.0.1", result.port), timeout=5)
             sock.sendall(request)
             sock.setblocking(False)
@@ -547,11 +549,11 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
         thread = threading.Thread(target=reader, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(1 for a in arrivals if a) < SSE_VIEWERS:
+        while time.monotonic() < deadline and sum(1 for a in arrivals if a) < viewers:
             time.sleep(0.1)
         served = sum(1 for a in arrivals if a)
         opened_s = time.monotonic() - t_open
-        log(f"sse: {served} of {SSE_VIEWERS} viewers got their first event in {opened_s:.1f}s")
+        log(f"sse: {served} of {viewers} viewers got their first event in {opened_s:.1f}s")
         time.sleep(1.0)
         rss_with = _rss_kb(result.proc.pid)
         seconds = SSE_CHANGES * 1.0 + 1.0
@@ -588,7 +590,7 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
                 delays.append((seen - t) * 1000)
     within = sum(1 for d in delays if d <= bound_ms)
     result_out = {
-        "sse_viewers": SSE_VIEWERS,
+        "sse_viewers": viewers,
         "sse_viewers_served": served,
         "sse_open_s": round(opened_s, 1),
         "sse_tally_p99_ms": round(pct(tally_ms["ms"], 99), 2),
@@ -598,7 +600,7 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
         "sse_changes": SSE_CHANGES,
         "sse_bound_ms": bound_ms,
         "sse_deliveries_within_bound": within,
-        "sse_deliveries_expected": SSE_VIEWERS * SSE_CHANGES,
+        "sse_deliveries_expected": viewers * SSE_CHANGES,
         "sse_deliveries_missed": missed,
         "sse_delivery_p50_ms": round(pct(delays, 50), 1),
         "sse_delivery_p99_ms": round(pct(delays, 99), 1),
@@ -606,7 +608,7 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
         "sse_closed_early": closed[0],
         "sse_rss_mb_before": round(rss_before / 1024, 1),
         "sse_rss_mb_with_viewers": round(rss_with / 1024, 1),
-        "sse_kb_per_viewer": round((rss_with - rss_before) / SSE_VIEWERS, 1),
+        "sse_kb_per_viewer": round((rss_with - rss_before) / viewers, 1),
         "sse_load_average": round(os.getloadavg()[0], 1),
     }
     log(f"sse: {result_out}")
