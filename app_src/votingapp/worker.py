@@ -242,7 +242,9 @@ def trim_bound(groups, group: str, pending_min: str | None) -> str | None:
     For each group that is its oldest pending entry, or the entry after the last one delivered
     when nothing is pending. Our own group's oldest pending id comes from XPENDING; another group
     with pending entries (not this app's design, but possible) stops trimming altogether, since
-    XINFO GROUPS does not say which entries it still holds. None = trim nothing.
+    XINFO GROUPS does not say which entries it still holds. None = trim nothing. A consumer that
+    died holding entries holds the head of the stream until they are reclaimed: the stream then
+    keeps up to WORKER_CLAIM_IDLE_MS of votes (XDEL per batch kept only those entries).
     """
     bounds = []
     for g in groups:
