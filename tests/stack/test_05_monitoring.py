@@ -34,7 +34,12 @@ def targets() -> dict[str, list[dict]]:
     by_job: dict[str, list[dict]] = {}
     for t in prometheus("targets", state="active")["activeTargets"]:
         by_job.setdefault(t["labels"]["job"], []).append(
-            {"host": t["labels"]["host"], "instance": t["labels"]["instance"], "health": t["health"], "error": t["lastError"]}
+            {
+                "host": t["labels"]["host"],
+                "instance": t["labels"]["instance"],
+                "health": t["health"],
+                "error": t["lastError"],
+            }
         )
     return by_job
 
@@ -45,7 +50,10 @@ def firing(alert: str) -> list[dict]:
 
 def api_vote(option: str) -> int:
     status, _body, _headers = http(
-        "POST", "/vote/api/vote", data=json.dumps({"vote": option}).encode(), headers={"Content-Type": "application/json"}
+        "POST",
+        "/vote/api/vote",
+        data=json.dumps({"vote": option}).encode(),
+        headers={"Content-Type": "application/json"},
     )
     return status
 
@@ -111,7 +119,9 @@ def test_stopping_the_worker_fires_the_stalled_worker_alert(up_targets):
     window = seconds(LAB_WINDOWS["monitoring_worker_stalled_for"])
     # Scrape and evaluation intervals and the rate window add to the `for:`: the alert may take
     # that much longer, no more.
-    budget = window + seconds(LAB_WINDOWS["monitoring_rate_window"]) + 4 * seconds(LAB_WINDOWS["monitoring_scrape_interval"])
+    budget = (
+        window + seconds(LAB_WINDOWS["monitoring_rate_window"]) + 4 * seconds(LAB_WINDOWS["monitoring_scrape_interval"])
+    )
     inner("lab-worker", "stop", *workers)
     cast = 0
     try:
@@ -133,5 +143,7 @@ def test_stopping_the_worker_fires_the_stalled_worker_alert(up_targets):
     finally:
         inner("lab-worker", "start", *workers)
     wait_for(lambda: tally()["total"] >= total_before + 1, timeout=90, what="the restarted worker draining the backlog")
-    wait_for(lambda: not firing("VotingappWorkerStalled"), timeout=budget + 30, what="the stalled-worker alert to resolve")
+    wait_for(
+        lambda: not firing("VotingappWorkerStalled"), timeout=budget + 30, what="the stalled-worker alert to resolve"
+    )
     assert cast > 0
