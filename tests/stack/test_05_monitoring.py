@@ -62,14 +62,15 @@ def inner(host: str, *args: str) -> str:
     return docker("exec", host, "docker", *args).stdout
 
 
+def targets_if_all_up() -> dict[str, list[dict]] | None:
+    found = targets()
+    return found if all(t["health"] == "up" for ts in found.values() for t in ts) else None
+
+
 @pytest.fixture(scope="module")
 def up_targets(lab):
     """Every target healthy (the first scrapes come within one interval of the converge)."""
-    return wait_for(
-        lambda: (lambda t: t if all(x["health"] == "up" for ts in t.values() for x in ts) else None)(targets()),
-        timeout=60,
-        what="every Prometheus target up",
-    )
+    return wait_for(targets_if_all_up, timeout=60, what="every Prometheus target up")
 
 
 def test_prometheus_is_served_under_the_prefix_through_the_bastion(lab):
