@@ -92,9 +92,16 @@ def test_every_application_instance_is_a_target_and_up(up_targets):
         "alertmanager": [("lab-bastion", "127.0.0.1:9093")],
         "node": [("lab-bastion", "127.0.0.1:9100")],
     }
-    # The application's own metrics arrive (not just `up`).
-    for metric in ("votingapp_vote_votes_total", "votingapp_worker_stream_lag", "votingapp_result_db_errors_total"):
-        assert prometheus("query", query=metric)["result"], f"no {metric} in Prometheus"
+    # The application's own metrics arrive (not just `up`): a vote's outcome counter exists only once a
+    # vote was cast, and the worker that applied it counts it.
+    assert api_vote("Cats") == 202
+    for metric in (
+        'votingapp_vote_votes_total{outcome="accepted"}',
+        'votingapp_worker_entries_total{outcome="applied"}',
+        "votingapp_worker_stream_lag",
+        "votingapp_result_db_errors_total",
+    ):
+        wait_for(lambda m=metric: prometheus("query", query=m)["result"], timeout=30, what=f"{metric} in Prometheus")
 
 
 def test_the_rules_are_loaded_with_the_lab_windows(lab):
