@@ -63,6 +63,7 @@ test: ## everything CI runs, each phase timed (summary at the end, also in .cach
 	$(call phase,venv)
 	$(call phase,collection-link)
 	$(call phase,lint)
+	$(call phase,test-monitoring-rules)
 	$(call phase,changelog-lint)
 	$(call phase,sanity)
 	$(call phase,unit)

@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
-APT_PACKAGES=(docker.io docker-compose iptables debootstrap redis-server postgresql nginx-light chromium curl wrk)
+APT_PACKAGES=(docker.io docker-compose iptables debootstrap redis-server postgresql nginx-light chromium curl wrk prometheus)
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SUITE=bookworm
 
