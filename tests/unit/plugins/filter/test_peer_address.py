@@ -66,7 +66,16 @@ def test_through_ansible_with_templated_host_variables(tmp_path):
     )
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "0"}
     done = subprocess.run(
-        ["ansible", "localhost", "-i", str(tmp_path / "hosts.yml"), "-m", "debug", "-a", f"msg={expression}"],
+        [
+            str(Path(sys.executable).with_name("ansible")),
+            "localhost",
+            "-i",
+            str(tmp_path / "hosts.yml"),
+            "-m",
+            "debug",
+            "-a",
+            f"msg={expression}",
+        ],
         capture_output=True,
         text=True,
         env=env,
