@@ -80,9 +80,27 @@ class _Reader:
         return default
 
     def secret(self, name: str) -> str:
-        # The value never appears in a message, only whether it is set.
+        """NAME, or the content of the file NAME_FILE names (the official postgres/redis images'
+        convention): deployments pass only the path, so the value stays out of `docker inspect`
+        and /proc/<pid>/environ. The value never appears in a message, only the variable."""
+        path = self.raw(f"{name}_FILE")
         value = self.env.get(name)
-        return value if value else ""
+        if path is None:
+            return value if value else ""
+        if value:
+            self.problems.append(f"{name} and {name}_FILE are both set: use one of them")
+            return ""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                # `echo secret > file` leaves a newline; like the official images, it is not part of it.
+                content = handle.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            self.problems.append(f"{name}_FILE={path!r} cannot be read: {reason}")
+            return ""
+        if not content:
+            self.problems.append(f"{name}_FILE={path!r} is empty")
+        return content
 
 
 def parse_options(reader: _Reader) -> tuple[str, ...]:
