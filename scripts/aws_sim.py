@@ -44,6 +44,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -332,8 +333,9 @@ def address_on(container, network):
 
 
 def instance_name(inst):
-    """The inventory name of an instance, as inventories/aws/aws_ec2.yml names it (tag Name)."""
-    return next((t["Value"] for t in inst.get("Tags", []) if t["Key"] == "Name"), inst["InstanceId"])
+    """The inventory name of an instance, as inventories/aws/aws_ec2.yml names it: <Name tag>-<id>."""
+    name = next((t["Value"] for t in inst.get("Tags", []) if t["Key"] == "Name"), "")
+    return f"{name}-{inst['InstanceId']}" if name else inst["InstanceId"]
 
 
 def instance_group(inst):
@@ -379,11 +381,11 @@ def inventory_overlay(state, instances, nets):
 def write_inventory_script():
     """$AWS_SIM_DIR/inventory: the overlay as an inventory script (Ansible runs it with --list)."""
     path = STATE_DIR / "inventory"
-    env = " ".join(f"{k}={v!r}" for k, v in (("AWS_SIM_DIR", STATE_DIR), ("AWS_SIM_PREFIX", PREFIX),
-                                              ("AWS_REGION", REGION)))  # fmt: skip
+    env = {"AWS_SIM_DIR": STATE_DIR, "AWS_SIM_PREFIX": PREFIX, "AWS_REGION": REGION}
+    command = ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, Path(__file__).resolve(), "inventory"]
     path.write_text(
         "#!/bin/sh\n# Written by scripts/aws_sim.py: one sync pass, then where each stand-in answers.\n"
-        f'exec env {env} {sys.executable!r} {str(Path(__file__).resolve())!r} inventory "$@"\n'
+        f'exec {shlex.join(map(str, command))} "$@"\n'
     )
     path.chmod(0o755)
 
