@@ -108,6 +108,23 @@ def changed_tasks(proc, host):
     ]
 
 
+def failures(proc):
+    """What went wrong in a run, readable: each failed or unreachable task with its host and message
+    (the ansible.posix.json output itself is too long for an assertion message)."""
+    try:
+        out = json_output(proc)
+    except ValueError:
+        return proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = [
+        f"{t['task']['name']} on {host}: {r.get('msg', '')} {r.get('stderr', '')[-800:]} {r.get('module_stderr', '')[-800:]}"  # noqa: E501
+        for play in out["plays"]
+        for t in play["tasks"]
+        for host, r in t["hosts"].items()
+        if r.get("failed") or r.get("unreachable")
+    ]
+    return "\n".join(lines) or proc.stderr[-3000:]
+
+
 def inventory_args(env):
     # The shipped inventory, then the emulated account's overlay (scripts/aws_sim.py).
     return ["-i", "inventories/aws", "-i", str(Path(env["AWS_SIM_DIR"]) / "inventory")]
@@ -192,7 +209,7 @@ def test_deploy_over_ssh_both_topologies_and_tear_down(sim):
         env, *inventory_args(env), *secrets, "playbooks/aws_up.yml", "-e", json.dumps({**up_vars, "aws_up_alb": False})
     )
     phase("aws_up without ALB (provisioning, image build, site.yml over SSH)", started)
-    assert up.returncode == 0, up.stdout[-6000:] + up.stderr[-3000:]
+    assert up.returncode == 0, failures(up)
     elbv2 = client(env, "elbv2")
     assert elbv2.describe_load_balancers()["LoadBalancers"] == []
     assert elbv2.describe_target_groups()["TargetGroups"] == []
@@ -231,7 +248,7 @@ def test_deploy_over_ssh_both_topologies_and_tear_down(sim):
     started = time.monotonic()
     verify = ansible(env, *inventory_args(env), *secrets, "playbooks/verify.yml")
     phase("verify.yml through the bastion", started)
-    assert verify.returncode == 0, verify.stdout[-6000:] + verify.stderr[-3000:]
+    assert verify.returncode == 0, failures(verify)
     assert "ALL GREEN" in verify.stdout
 
     # Votes through the bastion's published port reach the tally (each voter its own cookie).
@@ -259,7 +276,7 @@ def test_deploy_over_ssh_both_topologies_and_tear_down(sim):
     started = time.monotonic()
     again = ansible(env, *inventory_args(env), *secrets, "playbooks/aws_up.yml", "-e", json.dumps(up_vars))
     phase("aws_up again, adding the ALB", started)
-    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-3000:]
+    assert again.returncode == 0, failures(again)
     hosts_changed = {h: s["changed"] for h, s in stats(again).items() if h != "localhost"}
     assert sorted(h.split("-")[1] for h in hosts_changed) == STACK_GROUPS
     assert set(hosts_changed.values()) == {0}, hosts_changed
@@ -295,7 +312,7 @@ def test_deploy_over_ssh_both_topologies_and_tear_down(sim):
     started = time.monotonic()
     down = ansible(env, *inventory_args(env), "playbooks/aws_down.yml")
     phase("aws_down", started)
-    assert down.returncode == 0, down.stdout[-3000:] + down.stderr
+    assert down.returncode == 0, failures(down)
     assert stats(down)["localhost"]["changed"] > 0
     started = time.monotonic()
     deadline = time.monotonic() + 120
@@ -318,5 +335,5 @@ def test_deploy_over_ssh_both_topologies_and_tear_down(sim):
     started = time.monotonic()
     again = ansible(env, *inventory_args(env), "playbooks/aws_down.yml")
     phase("aws_down again", started)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert again.returncode == 0, failures(again)
     assert stats(again)["localhost"]["changed"] == 0
