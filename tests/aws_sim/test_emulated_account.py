@@ -258,7 +258,7 @@ def test_deploy_over_ssh_both_topologies_and_tear_down(sim):
     _status, before = http_json(plain, bastion + "/result/api/tally")
     wanted = {"Cats": 7, "Dogs": 5}
     for option, count in wanted.items():
-        for _ in range(count):
+        for _voter in range(count):
             voter = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
             status, body = http_json(voter, bastion + "/vote/api/vote", {"vote": option})
             assert (status, body["vote"]) == (202, option)
