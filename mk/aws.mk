@@ -17,5 +17,5 @@ aws-sim-up: venv collection-link ## emulated AWS account: moto on 127.0.0.1 and 
 aws-sim-down: venv ## remove the emulated account: stand-ins, their networks, the watcher, moto
 	python scripts/aws_sim.py down
 
-test-aws-sim: prereqs venv collection-link ## emulated account: aws_up on moto, SSH through the bastion to every stand-in, flows, aws_down
-	python -m pytest -q -s -p no:cacheprovider tests/aws_sim
+test-aws-sim: prereqs venv collection-link app-image ## emulated account: aws_up (without, then with the ALB) configuring the stand-ins over SSH through the bastion, verify, votes, aws_down
+	BASE_IMAGE=$(APP_BASE_IMAGE) python -m pytest -q -s -p no:cacheprovider tests/aws_sim
