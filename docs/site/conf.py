@@ -1,0 +1,22 @@
+# Sphinx configuration of the collection's docs site (`make docs`). Started from
+# `antsibull-docs sphinx-init`; intersphinx is left out because its inventories live on the network:
+# references to other collections render as plain links, references inside the site are checked
+# (nitpicky, warnings are errors).
+project = "votingapp.stack"
+copyright = "votingapp.stack maintainers"
+title = "votingapp.stack"
+html_short_title = "votingapp.stack"
+extensions = ["sphinx_antsibull_ext", "myst_parser"]
+# The README's quickstart and the playbook pages are generated as Markdown (scripts/docs_pages.py).
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+myst_heading_anchors = 3
+pygments_style = "ansible"
+highlight_language = "YAML+Jinja"
+html_theme = "sphinx_ansible_theme"
+html_show_sphinx = False
+html_use_smartypants = True
+html_use_modindex = False
+html_use_index = False
+html_copy_source = False
+default_role = "any"
+nitpicky = True
