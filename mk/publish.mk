@@ -9,8 +9,11 @@ TOOL_VENV := scripts/tool_venv.sh
 PUBLISH_DIR := $(REPO)/.cache/publish
 PUBLISH_TARBALL = $(PUBLISH_DIR)/votingapp-stack-$(shell sed -n 's/^version: //p' galaxy.yml).tar.gz
 PYTHON311 ?= $(BOOT_PYTHON)
-# ansible-core 2.20 and newer need Python 3.12; pyenv has it on this machine kind.
-PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+# ansible-core 2.20 and newer need Python 3.12; pyenv has it on this machine kind. Found through
+# pyenv's directory rather than its shim, which runs only the global versions (and the fresh-machine
+# rehearsal points HOME elsewhere).
+PYENV_DIRS := $(PYENV_ROOT) $(HOME)/.pyenv $(patsubst %/shims/,%,$(dir $(shell command -v python3.11)))
+PYTHON312 ?= $(firstword $(wildcard $(addsuffix /versions/3.12*/bin/python3.12,$(PYENV_DIRS))) $(shell command -v python3.12))
 # The dev venv has 2.19 (`make sanity`, `make unit`); these are the other lines requires_ansible
 # admits that this machine can run.
 MATRIX_VERSIONS ?= 2.17 2.18 2.20 2.21
@@ -44,7 +47,7 @@ EE_DIR := $(PUBLISH_DIR)/ee
 ee-check: publish-tarball ## ansible-builder: the collection's EE dependencies introspect as declared, docs/execution-environment.yml creates a context
 	@venv=$$($(TOOL_VENV) builder $(PYTHON311) requirements/builder.txt); set -x; \
 	rm -rf $(EE_DIR) && mkdir -p $(EE_DIR); \
-	ansible-galaxy collection install $(PUBLISH_TARBALL) -p $(EE_DIR)/collections --no-deps --offline >/dev/null; \
+	ansible-galaxy collection install $(PUBLISH_TARBALL) -p $(EE_DIR)/collections --no-deps --offline --force >/dev/null; \
 	$$venv/bin/ansible-builder introspect --sanitize $(EE_DIR)/collections > $(EE_DIR)/introspect.yml; \
 	cat $(EE_DIR)/introspect.yml; \
 	grep -hvE '^\s*(#|$$)' requirements.txt bindep.txt | while read -r dep; do \

@@ -157,8 +157,6 @@ def render_table(core: dict[str, str], tested: dict[str, set[tuple[str, str]]]) 
     return "\n".join(rows)
 
 
-
-
 def main() -> int:
     errors = []
     core = tested_core_lines()
@@ -172,14 +170,17 @@ def main() -> int:
         meta = load(REPO / "roles" / role / "meta" / "main.yml")
         min_version = str(meta["galaxy_info"].get("min_ansible_version"))
         if min_version != oldest:
-            errors.append(f"roles/{role}/meta/main.yml: min_ansible_version {min_version}, the oldest tested line is {oldest}")
+            errors.append(
+                f"roles/{role}/meta/main.yml: min_ansible_version {min_version}, the oldest tested is {oldest}"
+            )
         if not tested[role]:
             errors.append(f"roles/{role}: no Molecule scenario or controller test runs it")
         claimed = claimed_platforms(meta)
         if claimed != tested[role]:
             errors.append(
                 f"roles/{role}/meta/main.yml platforms {sorted(claimed)}: tested on {sorted(tested[role])}"
-                f" (untested: {sorted(claimed - tested[role])}, tested but not claimed: {sorted(tested[role] - claimed)})"
+                f" (untested: {sorted(claimed - tested[role])},"
+                f" tested but not claimed: {sorted(tested[role] - claimed)})"
             )
     listed = set(load(REPO / "galaxy.yml").get("dependencies") or {})
     for missing in sorted(used_collections() - listed):

@@ -8,8 +8,9 @@
 set -euo pipefail
 name=$1 python=$2 requirements=$3
 
-command -v "$python" >/dev/null || { echo "tool_venv: no $python on PATH (pyenv has 3.11 and 3.12 here)" >&2; exit 1; }
-key=$({ "$python" -c 'import sys; print(sys.version)'; cat "$requirements"; } | sha256sum | cut -c1-12)
+version=$("$python" -c 'import sys; print(sys.version)') \
+  || { echo "tool_venv: cannot run '$python' for $name (pyenv has 3.11 and 3.12 on this machine kind)" >&2; exit 1; }
+key=$({ echo "$version"; cat "$requirements"; } | sha256sum | cut -c1-12)
 root=${VOTINGAPP_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/votingapp/venvs}
 venv=$root/$name-$key
 if [ ! -e "$venv/.installed" ]; then
