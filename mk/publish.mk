@@ -27,8 +27,8 @@ publish-tarball: venv
 	ansible-galaxy collection build $(REPO) --output-path $(PUBLISH_DIR) --force >/dev/null
 
 importer: publish-tarball ## galaxy-importer (Galaxy's import step) on the built tarball: no warning but the listed ones
-	cd $(PUBLISH_DIR) && python $(REPO)/scripts/galaxy_import.py \
-	  "$$($(REPO)/$(TOOL_VENV) importer $(PYTHON311) $(REPO)/requirements/importer.txt)/bin/python" $(PUBLISH_TARBALL)
+	venv=$$($(TOOL_VENV) importer $(PYTHON311) requirements/importer.txt); \
+	python scripts/galaxy_import.py $$venv/bin/python $(PUBLISH_TARBALL)
 
 DOCS_DIR := $(REPO)/.cache/docs
 docs: venv collection-link ## the antsibull-docs Sphinx site (modules, roles, playbooks, quickstart) -> .cache/docs/html, warnings fail

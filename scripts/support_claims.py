@@ -170,9 +170,7 @@ def main() -> int:
         meta = load(REPO / "roles" / role / "meta" / "main.yml")
         min_version = str(meta["galaxy_info"].get("min_ansible_version"))
         if min_version != oldest:
-            errors.append(
-                f"roles/{role}/meta/main.yml: min_ansible_version {min_version}, the oldest tested is {oldest}"
-            )
+            errors.append(f"roles/{role}/meta/main.yml: min_ansible_version {min_version}, oldest tested: {oldest}")
         if not tested[role]:
             errors.append(f"roles/{role}: no Molecule scenario or controller test runs it")
         claimed = claimed_platforms(meta)
