@@ -6,6 +6,7 @@
 .PHONY: publish-tarball importer docs ee-check matrix support-claims
 
 TOOL_VENV := scripts/tool_venv.sh
+MATRIX_DIR := $(REPO)/.cache/matrix
 PUBLISH_DIR := $(REPO)/.cache/publish
 PUBLISH_TARBALL = $(PUBLISH_DIR)/votingapp-stack-$(shell sed -n 's/^version: //p' galaxy.yml).tar.gz
 PYTHON311 ?= $(BOOT_PYTHON)
@@ -26,9 +27,11 @@ publish-tarball: venv
 	mkdir -p $(PUBLISH_DIR)
 	ansible-galaxy collection build $(REPO) --output-path $(PUBLISH_DIR) --force >/dev/null
 
-importer: publish-tarball ## galaxy-importer (Galaxy's import step) on the built tarball: no warning but the listed ones
+# The importer's ansible-doc needs the dependencies for our AWS modules' amazon.aws doc fragments,
+# as Galaxy's own import environment has them.
+importer: publish-tarball $(MATRIX_DIR)/deps/.linked ## galaxy-importer (Galaxy's import step) on the built tarball: no warning but the listed ones
 	venv=$$($(TOOL_VENV) importer $(PYTHON311) requirements/importer.txt); \
-	python scripts/galaxy_import.py $$venv/bin/python $(PUBLISH_TARBALL)
+	PYTHONPATH=$(MATRIX_DIR)/deps python scripts/galaxy_import.py $$venv/bin/python $(PUBLISH_TARBALL)
 
 DOCS_DIR := $(REPO)/.cache/docs
 # `antsibull-docs lint-collection-docs --plugin-docs` is not run: it copies the collection alone into
@@ -60,10 +63,9 @@ ee-check: publish-tarball ## ansible-builder: the collection's EE dependencies i
 	$$venv/bin/ansible-builder create -f docs/execution-environment.yml --context $(EE_DIR)/context; \
 	grep -q 'votingapp.stack' $(EE_DIR)/context/_build/requirements.yml
 
-MATRIX_DIR := $(REPO)/.cache/matrix
 # The dependency collections as an import path of their own (ansible-test's import test and the
 # unit tests import them), without the dev venv's ansible-core.
-$(MATRIX_DIR)/deps/.linked: venv
+$(MATRIX_DIR)/deps/.linked: $(VENV)/.installed
 	mkdir -p $(MATRIX_DIR)/deps/ansible_collections
 	for ns in amazon community ansible; do ln -sfn $(DEPS_COLLECTIONS)/ansible_collections/$$ns $(MATRIX_DIR)/deps/ansible_collections/$$ns; done
 	touch $@
@@ -71,11 +73,14 @@ $(MATRIX_DIR)/deps/.linked: venv
 matrix: venv collection-link $(MATRIX_DIR)/deps/.linked ## sanity + unit tests on ansible-core 2.17, 2.18 (Python 3.11), 2.20, 2.21 (3.12), in parallel
 	$(MAKE) -j$(MATRIX_JOBS) --output-sync=target $(addprefix matrix-,$(MATRIX_VERSIONS))
 
+# A HOME per line: ansible-test keeps its sanity venvs under ~/.ansible/test/venv, keyed by Python
+# and requirements, and two lines creating the same one at once (2.20 and 2.21 on 3.12) broke it.
 matrix-%: $(MATRIX_DIR)/deps/.linked
 	@py=$(if $(filter 2.17 2.18 2.19,$*),$(PYTHON311),$(PYTHON312)); \
 	venv=$$($(TOOL_VENV) matrix-$* $$py requirements/matrix-$*.txt); \
 	start=$$(date +%s); \
-	export PATH=$$venv/bin:$$PATH PYTHONPATH=$(MATRIX_DIR)/deps; \
+	mkdir -p $(MATRIX_DIR)/home-$*; \
+	export PATH=$$venv/bin:$$PATH PYTHONPATH=$(MATRIX_DIR)/deps HOME=$(MATRIX_DIR)/home-$*; \
 	echo "== matrix $*: $$(ansible --version | head -1), $$(python --version)"; \
 	scripts/sanity.sh >$(MATRIX_DIR)/sanity-$*.log 2>&1 || { cat $(MATRIX_DIR)/sanity-$*.log; echo "matrix $*: sanity failed" >&2; exit 1; }; \
 	tail -3 $(MATRIX_DIR)/sanity-$*.log; \

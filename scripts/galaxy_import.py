@@ -28,7 +28,12 @@ KNOWN = {
 
 def main() -> int:
     python, tarball = sys.argv[1], Path(sys.argv[2]).resolve()
-    env = dict(os.environ, GALAXY_IMPORTER_CONFIG=str(REPO / ".config" / "galaxy-importer.cfg"))
+    # The importer runs ansible-doc from PATH: its own venv's, not whichever ansible-core is first.
+    env = dict(
+        os.environ,
+        GALAXY_IMPORTER_CONFIG=str(REPO / ".config" / "galaxy-importer.cfg"),
+        PATH=os.pathsep.join([str(Path(python).parent), os.environ["PATH"]]),
+    )
     proc = subprocess.run(
         [python, "-m", "galaxy_importer.main", str(tarball)],
         cwd=tarball.parent,
