@@ -52,7 +52,7 @@ def edit(path: Path, old: str, new: str) -> None:
 def test_the_repository_claims_what_it_tests():
     result = run(REPO)
     assert result.returncode == 0, result.stderr
-    assert "16 roles' claims match their tests" in result.stdout
+    assert "roles' claims match their tests" in result.stdout
 
 
 def test_a_copy_unchanged_passes(copy):
