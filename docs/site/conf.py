@@ -1,8 +1,9 @@
 # Sphinx configuration of the collection's docs site (`make docs`). Started from
 # `antsibull-docs sphinx-init`; intersphinx is left out because its inventories live on the network.
 # Every reference inside the site must resolve (nitpicky, warnings are errors); references to other
-# collections' plugins and to the Ansible docsite (common_return_values, ansible_configuration_settings) can only resolve through
-# those inventories, so offline they render as text and are the only ones not checked.
+# collections' plugins and to the Ansible docsite (common_return_values,
+# ansible_configuration_settings) can only resolve through those inventories, so offline they
+# render as text and are the only ones not checked.
 project = "votingapp.stack"
 copyright = "votingapp.stack maintainers"
 title = "votingapp.stack"
