@@ -75,14 +75,23 @@ matrix: venv collection-link $(MATRIX_DIR)/deps/.linked ## sanity + unit tests o
 
 # A HOME per line: ansible-test keeps its sanity venvs under ~/.ansible/test/venv, keyed by Python
 # and requirements, and two lines creating the same one at once (2.20 and 2.21 on 3.12) broke it.
+# Kept under the user's cache, not the checkout, so a new clone reuses them like the tool venvs.
+MATRIX_HOMES ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/votingapp/ansible-test-home
+# The sanity tests that depend on the ansible-core line (module docs and argument specs, imports,
+# runtime metadata, ansible-doc, compile). pylint, pep8, yamllint and changelog run linters whose
+# versions ansible-test pins per line: they judge our style, not compatibility with that line, and
+# run once in `make sanity`. Building their venvs for four more lines took over 10 minutes on a
+# fresh machine; `make matrix MATRIX_SANITY_SKIP=` runs every test on every line.
+MATRIX_SANITY_SKIP ?= pylint pep8 yamllint changelog
 matrix-%: $(MATRIX_DIR)/deps/.linked
 	@py=$(if $(filter 2.17 2.18 2.19,$*),$(PYTHON311),$(PYTHON312)); \
 	venv=$$($(TOOL_VENV) matrix-$* $$py requirements/matrix-$*.txt); \
 	start=$$(date +%s); \
-	mkdir -p $(MATRIX_DIR)/home-$*; \
-	export PATH=$$venv/bin:$$PATH PYTHONPATH=$(MATRIX_DIR)/deps HOME=$(MATRIX_DIR)/home-$*; \
+	mkdir -p $(MATRIX_HOMES)/$*; \
+	export PATH=$$venv/bin:$$PATH PYTHONPATH=$(MATRIX_DIR)/deps HOME=$(MATRIX_HOMES)/$*; \
 	echo "== matrix $*: $$(ansible --version | head -1), $$(python --version)"; \
-	scripts/sanity.sh >$(MATRIX_DIR)/sanity-$*.log 2>&1 || { cat $(MATRIX_DIR)/sanity-$*.log; echo "matrix $*: sanity failed" >&2; exit 1; }; \
+	scripts/sanity.sh $(addprefix --skip-test ,$(MATRIX_SANITY_SKIP)) >$(MATRIX_DIR)/sanity-$*.log 2>&1 \
+	  || { cat $(MATRIX_DIR)/sanity-$*.log; echo "matrix $*: sanity failed" >&2; exit 1; }; \
 	tail -3 $(MATRIX_DIR)/sanity-$*.log; \
 	python -m pytest -q -p no:cacheprovider tests/unit/plugins; \
 	echo "== matrix $*: sanity and unit passed in $$(( $$(date +%s) - start )) s"

@@ -144,7 +144,7 @@ def render_table(core: dict[str, str], tested: dict[str, set[tuple[str, str]]]) 
         *(
             f"| {line} | {py} | `make sanity` and `make unit` (dev venv), every Molecule scenario and `make test` |"
             if line == dev_core_line()
-            else f"| {line} | {py} | `make matrix` (ansible-test sanity, unit tests) |"
+            else f"| {line} | {py} | `make matrix` (ansible-test sanity but its linters, unit tests) |"
             for line, py in core.items()
         ),
         "",
