@@ -342,13 +342,14 @@ def alb_holds_the_stand_ins(env, elbv2, groups):
     (lb,) = elbv2.describe_load_balancers()["LoadBalancers"]
     (listener,) = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
     rules = elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
+    # A path condition is written as PathPatternConfig (alb_listener_rules); older clients read Values.
     forwards = {
-        c["Values"][0]: a["TargetGroupArn"]
+        (c.get("PathPatternConfig") or c)["Values"][0]: a["TargetGroupArn"]
         for r in rules
         if not r["IsDefault"]
         for c in r["Conditions"]
         for a in r["Actions"]
-        if c["Field"] == "path-pattern"
+        if c["Field"] == "path-pattern" and a["Type"] == "forward"
     }
     assert forwards == {
         "/vote*": tgs["votingapp-vote"]["TargetGroupArn"],
