@@ -342,9 +342,11 @@ def alb_holds_the_stand_ins(env, elbv2, groups):
     (lb,) = elbv2.describe_load_balancers()["LoadBalancers"]
     (listener,) = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
     rules = elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
-    # A path condition is written as PathPatternConfig (alb_listener_rules); older clients read Values.
+    # A path condition is written as PathPatternConfig and a forward as ForwardConfig
+    # (alb_listener_rules); the flat Values and TargetGroupArn are the older shapes.
     forwards = {
-        (c.get("PathPatternConfig") or c)["Values"][0]: a["TargetGroupArn"]
+        (c.get("PathPatternConfig") or c)["Values"][0]: a.get("TargetGroupArn")
+        or a["ForwardConfig"]["TargetGroups"][0]["TargetGroupArn"]
         for r in rules
         if not r["IsDefault"]
         for c in r["Conditions"]
