@@ -1135,10 +1135,11 @@ Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE
 - vote: POST /api/vote is answered by a plain WSGI function in front of Flask (same validation,
   metrics and cookies; answers byte-identical to Flask's, `test_vote_fast_path.py`). Flask's
   request/response dispatch cost 104 us of CPU a request in-process (a one-route Flask app: the
-  same), the fast path 15 us, the bare probe 5 us (Redis answered by a stub): 2,519 -> 5,140
-  votes/s and `vote_to_probe_ratio` 0.59 -> 0.91 in `make bench` (the earlier run on a quiet
-  machine, this one at load 7-18). Every other route and any unusual request (chunked or
-  oversized body, other method) still goes through Flask.
+  same), the fast path 15 us, the bare probe 5 us (Redis answered by a stub). `make bench`:
+  2,519 votes/s and `vote_to_probe_ratio` 0.59 before (a quiet machine), 5,140, 3,924 and 4,702
+  votes/s and 0.91, 0.78 and 0.76 in three runs after (2026-12-02, load 3-18). Every other
+  route and any unusual request (chunked or oversized body, other method) still goes through
+  Flask.
 - vote and result stop gracefully: on SIGTERM each gunicorn worker attaches a socket filter
   that drops new SYNs to its listening socket before gunicorn closes it (closing a listener
   resets the connections queued on it: 8-9 resets per stop under load before, 0 after, in
