@@ -840,7 +840,8 @@ def server_note() -> str:
         "## Vote server candidates",
         "",
         "From `GRANIAN_PATH=DIR python app_src/bench/server_ab.py` ([`server_ab.json`](benchmarks/server_ab.json)),",
-        "a separate run: the same Flask app, 2 processes each, 16 wrk connections, the candidates",
+        "a separate run: the same vote app (with the POST /api/vote fast path), 2 processes each,",
+        "16 wrk connections, the candidates",
         "alternated round by round beside the bare probe (`probe`: under gunicorn gevent;",
         "`probe-granian-2x2`: under granian). The last column is against `probe`.",
         "",
@@ -853,7 +854,49 @@ def server_note() -> str:
             f"| {name} | {[x['rps'] for x in runs]} | {[x['p99_ms'] for x in runs]} | "
             f"{[x['load'] for x in runs]} | {v['to_probe']} |"
         )
+    total = {name: sum(x["rps"] for x in v["runs"]) for name, v in ab.items()}
+    if {"granian-2x2", "probe-granian-2x2", "gunicorn-gevent"} <= total.keys():
+        lines += [
+            "",
+            f"Under granian the app serves {total['granian-2x2'] / total['gunicorn-gevent']:.2f}x what it serves "
+            f"under gunicorn gevent, and {total['granian-2x2'] / total['probe-granian-2x2']:.2f} of the bare probe "
+            f"under granian; gunicorn gevent serves {total['gunicorn-gevent'] / total['probe-granian-2x2']:.2f} "
+            "of that fastest probe.",
+        ]
+    lines += [
+        "",
+        "Why the vote service stays on gunicorn gevent all the same: granian's WSGI interface reads the request",
+        "body in one of its Python threads (2 per process, measured best), with no timeout for a",
+        "body that stops coming. Under granian the slow-client test (`test_capacity.py`: 100",
+        "stalled bodies and 100 stalled headers, HTTP_CLIENT_TIMEOUT 2 s) failed: `/healthz`",
+        "timed out beside them (3 s), where gunicorn gevent drops each stalled body after",
+        "HTTP_CLIENT_TIMEOUT and keeps answering. With the fast path the app reaches 0.9 of the",
+        "bare probe under its own server (`vote_to_probe_ratio` above); what is left between it and",
+        "granian's probe is the server itself, about half of a vote's cost. Granian would",
+        "need a bounded body read first (e.g. its ASGI interface with the body read in the event",
+        "loop under a timeout, then the WSGI app in a thread), plus worker-exit hooks for the",
+        "Prometheus files and its own graceful-stop test.",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def e2e_note(r: dict) -> str:
+    """Why the e2e figure is what it is, from this run's own numbers."""
+    runs, rates = r.get("e2e_p99_runs_ms", [r["e2e_p99_ms"]]), r.get("e2e_rate_achieved_runs", [r["e2e_rate_achieved"]])
+    if min(rates) < 0.95 * r["e2e_rate_target"]:
+        return "End to end: the load generator did not reach the rate, so the p99 says nothing about it."
+    if max(runs) < 100:
+        return f"End to end: p99 below 100 ms in every run ({runs} ms), spread {max(runs) - min(runs):.1f} ms."
+    return (
+        f"End to end at {r['e2e_rate_target']:,.0f} votes/s: p99 per run {runs} ms (spread "
+        f"{max(runs) - min(runs):.1f} ms, p50 {r.get('e2e_p50_runs_ms')} ms), the worst "
+        f"{max(runs) / 100:.1f}x the 100 ms bound, at load average {r.get('e2e_load_average')} on 2 CPUs. "
+        "A vote's path is wrk -> vote -> XADD -> worker (waits up to WORKER_LINGER_MS, 20 ms, after a "
+        "short batch) -> COMMIT -> /api/tally polled every 20 ms: about 40 ms by design, and p50 stays "
+        "near it. The tail is CPU scheduling: with other jobs runnable, a process ready to run waits "
+        "for a core, and the worker, its PostgreSQL backend and Redis each wait in turn on a vote's "
+        "path. Not shown on a quiet machine yet."
+    )
 
 
 def render_markdown(r: dict) -> str:
@@ -1033,6 +1076,8 @@ loopback; nothing is extrapolated.
 
 {contention}
 
+{e2e_note(r)}
+
 Vote errors (non-2xx or socket) during the rps phase: {r["vote_errors"]}, during the e2e phase:
 {r["e2e_errors"]}. Votes whose e2e bound could not be
 resolved before the end of the run: {r["e2e_unresolved"]}.
@@ -1087,6 +1132,19 @@ Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE
 {server_note()}
 ## Why it is fast
 
+- vote: POST /api/vote is answered by a plain WSGI function in front of Flask (same validation,
+  metrics and cookies; answers byte-identical to Flask's, `test_vote_fast_path.py`). Flask's
+  request/response dispatch cost 104 us of CPU a request in-process (a one-route Flask app: the
+  same), the fast path 15 us, the bare probe 5 us (Redis answered by a stub). `make bench`:
+  2,519 votes/s and `vote_to_probe_ratio` 0.59 before (a quiet machine), 5,140, 3,924 and 4,702
+  votes/s and 0.91, 0.78 and 0.76 in three runs after (2026-12-02, load 3-18). Every other
+  route and any unusual request (chunked or oversized body, other method) still goes through
+  Flask.
+- vote and result stop gracefully: on SIGTERM each gunicorn worker attaches a socket filter
+  that drops new SYNs to its listening socket before gunicorn closes it (closing a listener
+  resets the connections queued on it: 8-9 resets per stop under load before, 0 after, in
+  `test_graceful_stop.py`), answers what it has with `Connection: close`, and closes idle
+  keep-alive connections after 1 s instead of the graceful timeout.
 - vote: one `XADD` per request over a pooled connection; no per-request connection set-up.
   Each gunicorn worker listens on its own `SO_REUSEPORT` socket, so the kernel spreads
   connections over the workers. With one shared socket, the first worker to wake took every
