@@ -174,8 +174,37 @@ def serve(app_factory, web, name: str) -> int:
     return 0
 
 
+_RESPONSES = None
+
+
+def count_responses(app, service: str) -> None:
+    """Count every response by status code: `votingapp_http_responses_total{service, code}`.
+
+    The 5xx alert reads it (the outcome counters of the services do not see a 500 from a bug or a
+    503 of /readyz). One labelled child per code, cached here: the hook costs a dict lookup and an
+    increment, not prometheus_client's label lock and validation on every request.
+    """
+    global _RESPONSES
+    if _RESPONSES is None:  # once per process: an app made twice (tests) must not register it twice
+        from prometheus_client import Counter
+
+        _RESPONSES = Counter("votingapp_http_responses_total", "HTTP responses by status code", ["service", "code"])
+    responses = _RESPONSES
+    children: dict[int, object] = {}
+
+    @app.after_request
+    def _count(response):
+        child = children.get(response.status_code)
+        if child is None:
+            child = children.setdefault(response.status_code, responses.labels(service, str(response.status_code)))
+        child.inc()
+        return response
+
+
 def add_operational_routes(app, dependency_problem) -> None:
-    """/healthz (the process runs), /readyz (dependency_problem() returns None) and /metrics."""
+    """/healthz (the process runs), /readyz (dependency_problem() returns None), /metrics, and the
+    response counter (count_responses) named after the service's module (vote, result)."""
+    count_responses(app, app.import_name.rsplit(".", 1)[-1])
 
     @app.get("/healthz")
     def healthz():

@@ -143,11 +143,11 @@ def test_aws_up_then_down(aws, playbook, tmp_path, region, https):
     assert sg_flows(ec2, vpc_id) == {
         "alb": flows(*alb_in),
         "bastion": [(22, ADMIN_CIDR)],
-        "vote": flows((22, "bastion"), (80, "alb"), (80, "bastion")),
-        "result": flows((22, "bastion"), (80, "alb"), (80, "bastion")),
-        "worker": flows((22, "bastion"), (9101, "bastion")),
-        "redis": flows((22, "bastion"), (6379, "vote"), (6379, "worker")),
-        "postgres": flows((22, "bastion"), (5432, "result"), (5432, "worker")),
+        "vote": flows((22, "bastion"), (80, "alb"), (80, "bastion"), (9100, "bastion")),
+        "result": flows((22, "bastion"), (80, "alb"), (80, "bastion"), (9100, "bastion")),
+        "worker": flows((22, "bastion"), (9100, "bastion"), (9101, "bastion")),
+        "redis": flows((22, "bastion"), (6379, "vote"), (6379, "worker"), (9100, "bastion"), (9121, "bastion")),
+        "postgres": flows((22, "bastion"), (5432, "result"), (5432, "worker"), (9100, "bastion"), (9187, "bastion")),
     }
     # Egress: the same flows seen from their source, plus packages (80, 443) for the hosts; no allow-all.
     packages = [(80, WORLD), (443, WORLD)]
@@ -158,6 +158,10 @@ def test_aws_up_then_down(aws, playbook, tmp_path, region, https):
             (80, "vote"),
             (80, "result"),
             (9101, "worker"),
+            # Prometheus on the bastion: the node exporter of every other host, the data exporters.
+            *[(9100, g) for g in ("vote", "result", "worker", "redis", "postgres")],
+            (9121, "redis"),
+            (9187, "postgres"),
             *packages,
         ),
         "vote": flows((6379, "redis"), *packages),
