@@ -248,7 +248,10 @@ def create_app(settings, client=None, *, fast_path: bool = True) -> Flask:
     flask_wsgi = app.wsgi_app
     bad_body = {"error": 'body must be JSON like {"vote": "<option>"}', "options": list(options)}
 
+    count_response = app.extensions["votingapp.count_response"]
+
     def answer(start_response, status: str, payload: dict, cookie: str | None = None):
+        count_response(int(status[:3]))
         # the bytes Flask's jsonify writes (compact, ASCII, a final newline): one contract, two paths
         body = json.dumps(payload, separators=(",", ":")).encode() + b"\n"
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
