@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import boto3
@@ -94,7 +95,33 @@ def ansible(env, *args, cmd="ansible-playbook", timeout=PLAYBOOK_TIMEOUT):
     proc = subprocess.run(
         [str(BIN / cmd), *args], cwd=REPO, env=run_env, capture_output=True, text=True, timeout=timeout, check=False
     )
+    if cmd == "ansible-playbook":
+        slowest(proc)
     return proc
+
+
+def slowest(proc, count=8):
+    """Print the run's slowest tasks (the ansible.posix.json durations): where a phase's time goes."""
+    try:
+        out = json_output(proc)
+    except ValueError:
+        return
+
+    def seconds(d):
+        if not (d.get("start") and d.get("end")):
+            return 0.0
+        start, end = (datetime.fromisoformat(d[k].rstrip("Z")) for k in ("start", "end"))
+        return (end - start).total_seconds()
+
+    for play in out["plays"]:
+        took = seconds(play["play"].get("duration", {}))
+        print(f"[aws-sim]   {took:6.1f} s  play {play['play']['name']}", flush=True)
+    took = []
+    for play in out["plays"]:
+        for t in play["tasks"]:
+            took.append((seconds(t["task"].get("duration", {})), f"{play['play']['name']} / {t['task']['name']}"))
+    for task_seconds, name in sorted(took, reverse=True)[:count]:
+        print(f"[aws-sim]     {task_seconds:6.1f} s  {name}", flush=True)
 
 
 def stats(proc):
