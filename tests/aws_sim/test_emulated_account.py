@@ -10,10 +10,10 @@ resource but the ALB's (listener, rules and target groups then hold the stand-in
 the ALB's own second run is changed=0 in tests/integration/test_aws_up_down.py. aws_down removes
 every resource and the watcher every stand-in; a second aws_down changes nothing.
 
-`make test-aws-sim` (in `make test`) provisions both topologies and checks SSH with become through
-the bastion, the flow matrix, the ALB's targets and the teardown, with aws_up_configure_hosts=false.
-`make test-aws-e2e` (AWS_SIM_E2E=1) also runs site.yml on the stand-ins, verify.yml and the votes:
-it is not yet green within its time limit and stays out of `make test` until it is (docs/aws.md).
+`make test-aws-sim` (in `make test`) runs all of it. `make test-aws-sim-provision`
+(AWS_SIM_PROVISION_ONLY=1) is the quick check without site.yml, verify.yml and the votes
+(aws_up_configure_hosts=false): provisioning, SSH with become through the bastion, the flow matrix,
+the ALB's targets and the teardown.
 Both need Docker, the host image of `make prereqs` and `make app-image`'s base image. Each phase
 prints its time (pytest -s)."""
 
@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import boto3
@@ -48,8 +49,8 @@ ALLOWED = {("bastion", g) for g in ("vote", "result", "worker", "redis", "postgr
 
 STACK_GROUPS = ["bastion", "postgres", "redis", "result", "vote", "worker"]
 # The whole path (site.yml over SSH, verify, votes) or the provisioning and access path only.
-E2E = os.environ.get("AWS_SIM_E2E") == "1"
-PLAYBOOK_TIMEOUT = 2400 if E2E else 900
+E2E = os.environ.get("AWS_SIM_PROVISION_ONLY") != "1"
+PLAYBOOK_TIMEOUT = 1200 if E2E else 900
 
 
 def phase(name, started):
@@ -94,7 +95,33 @@ def ansible(env, *args, cmd="ansible-playbook", timeout=PLAYBOOK_TIMEOUT):
     proc = subprocess.run(
         [str(BIN / cmd), *args], cwd=REPO, env=run_env, capture_output=True, text=True, timeout=timeout, check=False
     )
+    if cmd == "ansible-playbook":
+        slowest(proc)
     return proc
+
+
+def slowest(proc, count=8):
+    """Print the run's slowest tasks (the ansible.posix.json durations): where a phase's time goes."""
+    try:
+        out = json_output(proc)
+    except ValueError:
+        return
+
+    def seconds(d):
+        if not (d.get("start") and d.get("end")):
+            return 0.0
+        start, end = (datetime.fromisoformat(d[k].rstrip("Z")) for k in ("start", "end"))
+        return (end - start).total_seconds()
+
+    for play in out["plays"]:
+        took = seconds(play["play"].get("duration", {}))
+        print(f"[aws-sim]   {took:6.1f} s  play {play['play']['name']}", flush=True)
+    took = []
+    for play in out["plays"]:
+        for t in play["tasks"]:
+            took.append((seconds(t["task"].get("duration", {})), f"{play['play']['name']} / {t['task']['name']}"))
+    for task_seconds, name in sorted(took, reverse=True)[:count]:
+        print(f"[aws-sim]     {task_seconds:6.1f} s  {name}", flush=True)
 
 
 def stats(proc):
