@@ -1,0 +1,198 @@
+"""A rolling upgrade of every application service under a steady load of votes through the bastion.
+
+The lab runs two vote and two result containers (inventories/lab/host_vars). The application tier
+(playbooks/tiers/apps.yml) moves worker, vote and result to a new image while a paced load posts
+votes (each from a new voter) and reads the tally through the bastion. Every replica leaves the
+bastion's rotation before it is replaced (votingapp.stack.bastion tasks_from: rotation), so:
+zero non-2xx answers, zero connection errors, and the tally grows by exactly the accepted votes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import statistics
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BASTION_PORT, PLAYBOOKS, REPO, docker, tally, wait_for
+
+RATE = 200  # requests per second, every tenth a tally read
+MAX_SECONDS = 600  # the load stops here even if the upgrade has not ended
+THREADS = 12
+
+
+class PacedLoad:
+    """Requests at a fixed rate (a schedule, not a loop as fast as possible), bounded in count and time.
+
+    A new connection per request, as distinct voters' browsers would open: a client that reuses a
+    keep-alive connection can race a server closing it, which says nothing about the stack.
+    """
+
+    def __init__(self, rate: int, max_seconds: int):
+        self.rate = rate
+        self.limit = rate * max_seconds
+        self.next = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.statuses: Counter[str] = Counter()
+        self.accepted: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self.latencies: list[float] = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(THREADS)]
+        self.started = 0.0
+        self.ended = 0.0
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+        self.ended = time.monotonic()
+
+    def _take(self) -> int | None:
+        with self.lock:
+            if self.stop.is_set() or self.next >= self.limit:
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def _run(self) -> None:
+        while (k := self._take()) is not None:
+            delay = self.started + k / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._one(k)
+
+    def _one(self, k: int) -> None:
+        read = k % 10 == 9
+        option = ("Cats", "Dogs")[k % 2]
+        conn = http.client.HTTPConnection("127.0.0.1", BASTION_PORT, timeout=15)
+        t0 = time.monotonic()
+        try:
+            if read:
+                conn.request("GET", "/result/api/tally", headers={"Connection": "close"})
+            else:
+                body = json.dumps({"vote": option})
+                headers = {"Content-Type": "application/json", "Connection": "close"}
+                conn.request("POST", "/vote/api/vote", body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            elapsed = time.monotonic() - t0
+            with self.lock:
+                self.latencies.append(elapsed)
+                self.statuses[f"{'GET tally' if read else 'POST vote'} {resp.status}"] += 1
+                if not read and resp.status == 202:
+                    self.accepted[option] += 1
+        except (OSError, http.client.HTTPException) as exc:
+            with self.lock:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            conn.close()
+
+    def summary(self) -> str:
+        seconds = self.ended - self.started
+        requests = sum(self.statuses.values()) + len(self.errors)
+        lat = sorted(self.latencies) or [0.0]
+        return (
+            f"{requests} requests in {seconds:.0f}s ({requests / max(seconds, 1):.0f}/s), "
+            f"statuses {dict(self.statuses)}, connection errors {len(self.errors)}, "
+            f"votes accepted {sum(self.accepted.values())} {dict(self.accepted)}, latency median "
+            f"{statistics.median(lat) * 1000:.0f} ms, p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms, "
+            f"max {lat[-1] * 1000:.0f} ms"
+        )
+
+
+def run_playbook_timed(playbook: Path, *args: str) -> tuple[int, float, str]:
+    """ansible-playbook with its normal output (kept for the failure message) and its duration."""
+    from conftest import INVENTORY, LAB_ARGS, ansible_env
+
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(INVENTORY), str(playbook), *LAB_ARGS, *args],
+        cwd=REPO,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=MAX_SECONDS,
+        check=False,
+    )
+    return proc.returncode, time.monotonic() - t0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+def inner(host: str, *args: str) -> str:
+    return docker("exec", host, "docker", *args).stdout
+
+
+def images_of(host: str, label: str) -> set[str]:
+    ids = inner(host, "ps", "-q", "--filter", f"label=io.votingapp.service={label}").split()
+    assert ids, f"no {label} containers run on {host}"
+    return set(inner(host, "inspect", "-f", "{{.Config.Image}}", *ids).split())
+
+
+@pytest.fixture(scope="module")
+def upgrade_image(tmp_path_factory) -> tuple[str, Path]:
+    """The current application image with one more label: a new image id and tag, the same code."""
+    record = yaml.safe_load((REPO / ".cache" / "images" / "votingapp-app.yml").read_text())
+    current = record["app_image_ref"]
+    new = f"{current}-upgrade"
+    build = subprocess.run(
+        ["docker", "build", "-q", "-t", new, "-"],
+        input=f"FROM {current}\nLABEL io.votingapp.test=upgrade\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    archive = tmp_path_factory.mktemp("images") / "upgrade.tar"
+    docker("save", "-o", str(archive), new, timeout=300)
+    yield new, archive
+    docker("rmi", new, check=False)
+
+
+def counts() -> dict[str, int]:
+    return dict(tally()["options"])
+
+
+def test_rolling_upgrade_under_load_fails_no_request_and_loses_no_vote(lab, upgrade_image):
+    new_image, archive = upgrade_image
+    base = counts()
+    with PacedLoad(RATE, MAX_SECONDS) as load:
+        time.sleep(3)
+        rc, upgrade_s, output = run_playbook_timed(
+            PLAYBOOKS / "tiers" / "apps.yml",
+            "-e",
+            f"votingapp_image={new_image}",
+            "-e",
+            f"votingapp_image_archive={archive}",
+        )
+        time.sleep(3)
+    print(f"\nrolling upgrade of worker, 2 vote and 2 result replicas: apps.yml {upgrade_s:.0f}s; load: {load.summary()}")
+    assert rc == 0, output
+    for host, service in (("lab-vote", "vote"), ("lab-result", "result"), ("lab-worker", "worker")):
+        assert images_of(host, service) == {new_image}, f"{service} on {host} was not upgraded"
+    nginx_conf = docker("exec", "lab-bastion", "cat", "/etc/nginx/nginx.conf").stdout
+    servers = [line for line in nginx_conf.splitlines() if "# rotation " in line]
+    assert len(servers) == 4, servers
+    assert not [line for line in servers if " down " in line], f"a replica was left out of rotation: {servers}"
+
+    assert not load.errors, f"{len(load.errors)} connection errors, first: {load.errors[:5]}"
+    failed = {status: n for status, n in load.statuses.items() if not status.endswith((" 200", " 202"))}
+    assert not failed, f"answers other than 2xx: {failed}"
+    expected = {option: base.get(option, 0) + load.accepted.get(option, 0) for option in set(base) | set(load.accepted)}
+    t0 = time.monotonic()
+    wait_for(lambda: counts() == expected, 120, what=f"the tally to reach {expected}")
+    time.sleep(3)
+    assert counts() == expected, "the tally moved past the accepted votes: a vote was counted twice"
+    print(f"tally == accepted votes exactly ({expected}), drained {time.monotonic() - t0:.1f}s after the load")
