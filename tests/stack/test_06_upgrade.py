@@ -178,7 +178,7 @@ def test_rolling_upgrade_under_load_fails_no_request_and_loses_no_vote(lab, upgr
             f"votingapp_image_archive={archive}",
         )
         time.sleep(3)
-    print(f"\nrolling upgrade of worker, 2 vote and 2 result replicas: apps.yml {upgrade_s:.0f}s; load: {load.summary()}")
+    print(f"\nrolling upgrade (worker, 2 vote and 2 result replicas): apps.yml {upgrade_s:.0f}s; {load.summary()}")
     assert rc == 0, output
     for host, service in (("lab-vote", "vote"), ("lab-result", "result"), ("lab-worker", "worker")):
         assert images_of(host, service) == {new_image}, f"{service} on {host} was not upgraded"
