@@ -165,20 +165,37 @@ def counts() -> dict[str, int]:
     return dict(tally()["options"])
 
 
+def under_load(playbook: Path, *args: str) -> tuple[int, float, str, PacedLoad]:
+    """Run a playbook inside a paced load that starts 3 s before and ends 3 s after it."""
+    with PacedLoad(RATE, MAX_SECONDS) as load:
+        time.sleep(3)
+        rc, seconds, output = run_playbook_timed(playbook, *args)
+        time.sleep(3)
+    return rc, seconds, output, load
+
+
+def expect_tally(base: dict[str, int], load: PacedLoad) -> float:
+    """The tally reaches base + the accepted votes exactly and stays there; returns the wait."""
+    expected = {option: base.get(option, 0) + load.accepted.get(option, 0) for option in set(base) | set(load.accepted)}
+    t0 = time.monotonic()
+    wait_for(lambda: counts() == expected, 120, what=f"the tally to reach {expected}")
+    waited = time.monotonic() - t0
+    time.sleep(3)
+    assert counts() == expected, "the tally moved past the accepted votes: a vote was counted twice"
+    return waited
+
+
 def test_rolling_upgrade_under_load_fails_no_request_and_loses_no_vote(lab, upgrade_image):
     new_image, archive = upgrade_image
     base = counts()
-    with PacedLoad(RATE, MAX_SECONDS) as load:
-        time.sleep(3)
-        rc, upgrade_s, output = run_playbook_timed(
-            PLAYBOOKS / "tiers" / "apps.yml",
-            "-e",
-            f"votingapp_image={new_image}",
-            "-e",
-            f"votingapp_image_archive={archive}",
-        )
-        time.sleep(3)
-    print(f"\nrolling upgrade (worker, 2 vote and 2 result replicas): apps.yml {upgrade_s:.0f}s; {load.summary()}")
+    rc, seconds, output, load = under_load(
+        PLAYBOOKS / "tiers" / "apps.yml",
+        "-e",
+        f"votingapp_image={new_image}",
+        "-e",
+        f"votingapp_image_archive={archive}",
+    )
+    print(f"\nrolling upgrade (worker, 2 vote and 2 result replicas): apps.yml {seconds:.0f}s; {load.summary()}")
     assert rc == 0, output
     for host, service in (("lab-vote", "vote"), ("lab-result", "result"), ("lab-worker", "worker")):
         assert images_of(host, service) == {new_image}, f"{service} on {host} was not upgraded"
@@ -190,9 +207,28 @@ def test_rolling_upgrade_under_load_fails_no_request_and_loses_no_vote(lab, upgr
     assert not load.errors, f"{len(load.errors)} connection errors, first: {load.errors[:5]}"
     failed = {status: n for status, n in load.statuses.items() if not status.endswith((" 200", " 202"))}
     assert not failed, f"answers other than 2xx: {failed}"
-    expected = {option: base.get(option, 0) + load.accepted.get(option, 0) for option in set(base) | set(load.accepted)}
-    t0 = time.monotonic()
-    wait_for(lambda: counts() == expected, 120, what=f"the tally to reach {expected}")
-    time.sleep(3)
-    assert counts() == expected, "the tally moved past the accepted votes: a vote was counted twice"
-    print(f"tally == accepted votes exactly ({expected}), drained {time.monotonic() - t0:.1f}s after the load")
+    waited = expect_tally(base, load)
+    print(f"tally == accepted votes exactly, {waited:.1f}s after the load")
+
+
+def test_redis_and_postgres_restart_under_load_answer_503_and_lose_no_accepted_vote(lab):
+    """Settings each server reads only at start: the data tier restarts Redis and PostgreSQL."""
+    base = counts()
+    redis_restarts = docker("exec", "lab-redis", "docker", "inspect", "-f", "{{.State.StartedAt}}", "redis").stdout
+    pg_pid = docker("exec", "lab-postgres", "head", "-1", "/var/lib/postgresql/15/main/postmaster.pid").stdout
+    rc, seconds, output, load = under_load(
+        PLAYBOOKS / "tiers" / "data.yml", "-e", "redis_maxmemory_mb=384", "-e", "postgres_max_connections=120"
+    )
+    print(f"\nRedis and PostgreSQL restarted by data.yml ({seconds:.0f}s); {load.summary()}")
+    assert rc == 0, output
+    assert (
+        docker("exec", "lab-redis", "docker", "inspect", "-f", "{{.State.StartedAt}}", "redis").stdout != redis_restarts
+    )
+    assert docker("exec", "lab-postgres", "head", "-1", "/var/lib/postgresql/15/main/postmaster.pid").stdout != pg_pid
+    assert not load.errors, f"{len(load.errors)} connection errors, first: {load.errors[:5]}"
+    # 503 is the retryable answer while a dependency restarts; anything else is a failure.
+    failed = {status: n for status, n in load.statuses.items() if not status.endswith((" 200", " 202", " 503"))}
+    assert not failed, f"answers other than 2xx and 503: {failed}"
+    assert load.accepted, "no vote was accepted at all"
+    waited = expect_tally(base, load)
+    print(f"every accepted vote counted exactly once, {waited:.1f}s after the load")
