@@ -44,7 +44,7 @@ class PacedLoad:
         self.accepted: Counter[str] = Counter()
         self.errors: list[str] = []
         self.latencies: list[float] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(THREADS)]
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _thread in range(THREADS)]
         self.started = 0.0
         self.ended = 0.0
 

@@ -26,7 +26,7 @@ def inner(host: str, *args: str) -> str:
 
 def cast(option: str, count: int) -> None:
     """`count` new voters (no cookie: each request is a new voter id) vote for `option`."""
-    for _ in range(count):
+    for _voter in range(count):
         status, body, _headers = http(
             "POST",
             "/vote/api/vote",
