@@ -5,6 +5,7 @@ host container running sshd that plays the instance.
     scripts/aws_sim.py up      # moto on 127.0.0.1, a key pair, the watcher; prints the environment
     scripts/aws_sim.py sync    # one pass of the watcher (start/stop stand-ins to match moto)
     scripts/aws_sim.py env     # the environment variables that point Ansible at the emulated account
+    scripts/aws_sim.py inventory --list   # sync, then the inventory overlay (what $AWS_SIM_DIR/inventory runs)
     scripts/aws_sim.py down    # stand-ins, networks, watcher, moto: everything it created
 
 Stand-ins appear as instances appear: the watcher polls DescribeInstances and, for each running
@@ -19,16 +20,31 @@ Debian's archive over HTTP). Only the bastion (the instance with a public IP) is
 HTTP, on 127.0.0.1. A stand-in's address is its address on the network it shares with the bastion,
 so Ansible reaches the bastion over 127.0.0.1 and every other host by ProxyJump through it.
 
-State (endpoint, pids, key, ssh_config, inventory overlay) lives in $AWS_SIM_DIR (default
+The inventory overlay ($AWS_SIM_DIR/inventory, an inventory script given after inventories/aws)
+says what differs from AWS and nothing else: where each stand-in answers (the bastion at 127.0.0.1
+and its published port, the others at their address on the network they share with the bastion),
+each host's address towards every peer group (votingapp_address_for: Docker networks are per flow,
+a VPC has one address per instance), the client's URL of the bastion, and the Redis image as an
+archive (no Docker Hub here). It runs one sync pass before it answers, so an inventory refresh
+right after RunInstances finds every stand-in booted, as a wait for SSH would on EC2.
+
+`up` also writes the stack's passwords, generated once, into $AWS_SIM_DIR/secrets.yml (mode
+0600): what a vault file is on a real account (`-e @secrets.yml`).
+
+State (endpoint, pids, key, ssh_config, inventory overlay, secrets) lives in $AWS_SIM_DIR (default
 .cache/aws-sim, never committed). Every Docker object carries the label votingapp.awssim=<prefix>.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import ipaddress
 import json
 import os
+import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -44,6 +60,14 @@ IMAGE = os.environ.get("AWS_SIM_IMAGE", "votingapp-host-docker:bookworm")
 SUPERNET = ipaddress.ip_network(os.environ.get("AWS_SIM_SUPERNET", "10.232.0.0/16"))
 REGION = os.environ.get("AWS_REGION", "us-east-1")
 LOGIN_USER = "admin"
+# The image the redis role would pull from Docker Hub, unreachable here: shipped as an archive.
+REDIS_IMAGE = os.environ.get("AWS_SIM_REDIS_IMAGE", "votingapp-redis:7")
+# The stack contract's passwords (roles/votingapp): what the user's vault file holds on AWS.
+PASSWORDS = [
+    "votingapp_redis_vote_password", "votingapp_redis_worker_password", "votingapp_redis_admin_password",
+    "votingapp_postgres_superuser_password", "votingapp_postgres_owner_password",
+    "votingapp_postgres_worker_password", "votingapp_postgres_result_password",
+]  # fmt: skip
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -245,7 +269,21 @@ systemctl enable --now ssh >/dev/null 2>&1 || systemctl restart ssh
     log(f"stand-in {name} for {inst['InstanceId']} ({inst.get('PrivateIpAddress')})")
 
 
+@contextlib.contextmanager
+def sync_lock():
+    """The watcher and the inventory script both sync: one at a time, or both start a stand-in."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / "sync.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def sync(state):
+    with sync_lock():
+        return _sync(state)
+
+
+def _sync(state):
     ec2 = ec2_client(state["endpoint"])
     instances = running_instances(ec2)
     wanted = {i["InstanceId"]: i for i in instances}
@@ -280,7 +318,9 @@ def sync(state):
             i[-8:] for i in wanted
         }:
             docker("network", "rm", net, check=False)
-    write_inventory(state, instances, nets)
+    overlay = inventory_overlay(state, instances, nets)
+    (STATE_DIR / "inventory.json").write_text(json.dumps(overlay, indent=2, sort_keys=True) + "\n")
+    return overlay
 
 
 def address_on(container, network):
@@ -292,30 +332,95 @@ def address_on(container, network):
     ).stdout.strip()
 
 
-def write_inventory(state, instances, nets):
-    """The inventory overlay: for each instance (by its Name tag, as inventories/aws names hosts) the
-    address of its stand-in; the bastion at 127.0.0.1 and its published port."""
-    hosts = {}
+def instance_name(inst):
+    """The inventory name of an instance, as inventories/aws/aws_ec2.yml names it: <Name tag>-<id>."""
+    name = next((t["Value"] for t in inst.get("Tags", []) if t["Key"] == "Name"), "")
+    return f"{name}-{inst['InstanceId']}" if name else inst["InstanceId"]
+
+
+def instance_group(inst):
+    return next((t["Value"] for t in inst.get("Tags", []) if t["Key"] == "votingapp-group"), "")
+
+
+def inventory_overlay(state, instances, nets):
+    """Host and group variables in the script inventory format (_meta.hostvars): only what differs
+    from AWS (module docstring)."""
+    hostvars = {}
     bastion = next((i for i in instances if i.get("PublicIpAddress")), None)
     for inst in instances:
-        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-        host = tags.get("Name", inst["InstanceId"])
         name = container_name(inst["InstanceId"])
+        shared = {n: m for n, m in nets.items() if inst["InstanceId"] in m}
+        # Towards each peer group: this host's address on the network it shares with that group.
+        address_for = {}
+        for net in sorted(shared):
+            for peer in instances:
+                group = instance_group(peer)
+                if peer is not inst and peer["InstanceId"] in shared[net] and group not in address_for:
+                    address_for[group] = address_on(name, net)
         if inst is bastion:
-            hosts[host] = {"ansible_host": "127.0.0.1", "ansible_port": state["ssh_port"]}
+            host = {"ansible_host": "127.0.0.1", "ansible_port": state["ssh_port"]}
+        elif "bastion" in address_for:
+            host = {"ansible_host": address_for["bastion"]}
+        else:
             continue
-        shared = [
-            n
-            for n, members in nets.items()
-            if bastion and bastion["InstanceId"] in members and inst["InstanceId"] in members
-        ]
-        if shared:
-            hosts[host] = {"ansible_host": address_on(name, sorted(shared)[0])}
-    (STATE_DIR / "inventory.yml").write_text(
-        "# Written by scripts/aws_sim.py: where each instance's stand-in answers.\n"
-        + json.dumps({"all": {"hosts": hosts}}, indent=2, sort_keys=True)
-        + "\n"
+        hostvars[instance_name(inst)] = {**host, "votingapp_address_for": address_for}
+    return {
+        "_meta": {"hostvars": hostvars},
+        "all": {
+            "hosts": sorted(hostvars),
+            "vars": {
+                "verify_bastion_url": f"http://127.0.0.1:{state['http_port']}",
+                "redis_image": REDIS_IMAGE,
+                "redis_image_source": "archive",
+                "redis_image_archive": str(STATE_DIR / "redis-image.tar"),
+            },
+        },
+    }
+
+
+def write_inventory_script():
+    """$AWS_SIM_DIR/inventory: the overlay as an inventory script (Ansible runs it with --list)."""
+    path = STATE_DIR / "inventory"
+    env = {"AWS_SIM_DIR": STATE_DIR, "AWS_SIM_PREFIX": PREFIX, "AWS_REGION": REGION}
+    command = ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, Path(__file__).resolve(), "inventory"]
+    path.write_text(
+        "#!/bin/sh\n# Written by scripts/aws_sim.py: one sync pass, then where each stand-in answers.\n"
+        f'exec {shlex.join(map(str, command))} "$@"\n'
     )
+    path.chmod(0o755)
+
+
+def write_secrets():
+    """The stack's passwords, generated once (mode 0600): the emulated account's vault file."""
+    path = STATE_DIR / "secrets.yml"
+    if path.exists():
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# Written once by scripts/aws_sim.py (what a vault file holds on a real account).\n")
+        for key in PASSWORDS:
+            f.write(f"{key}: {secrets.token_urlsafe(24)}\n")
+
+
+def save_redis_image():
+    """`docker save` of the Redis image, once per image id (the redis role loads it on the host)."""
+    image_id = docker("image", "inspect", REDIS_IMAGE, "--format", "{{.Id}}").stdout.strip()
+    marker = STATE_DIR / "redis-image.id"
+    if marker.exists() and marker.read_text() == image_id and (STATE_DIR / "redis-image.tar").exists():
+        return
+    docker("save", "-o", str(STATE_DIR / "redis-image.tar"), REDIS_IMAGE)
+    marker.write_text(image_id)
+
+
+def inventory(args):
+    state = load_state()
+    if args.host:
+        print("{}")
+        return
+    overlay = {"_meta": {"hostvars": {}}}
+    if alive(state.get("moto_pid")):
+        overlay = sync(state)
+    print(json.dumps(overlay))
 
 
 def watch(interval):
@@ -383,6 +488,9 @@ Host *
   LogLevel ERROR
 """
     )
+    write_secrets()
+    save_redis_image()
+    write_inventory_script()
     save_state(state)
     if not alive(state.get("watcher_pid")):
         proc = subprocess.Popen(
@@ -426,6 +534,9 @@ def main():
     sub.add_parser("down")
     sub.add_parser("sync")
     sub.add_parser("env")
+    p = sub.add_parser("inventory")
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--host")
     p = sub.add_parser("serve")
     p.add_argument("--port", type=int, required=True)
     p = sub.add_parser("watch")
@@ -442,6 +553,8 @@ def main():
     elif args.command == "env":
         for k, v in env_vars(load_state()).items():
             print(f"export {k}={v!r}")
+    elif args.command == "inventory":
+        inventory(args)
     elif args.command == "serve":
         serve(args.port)
     elif args.command == "watch":

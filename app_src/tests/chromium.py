@@ -35,3 +35,15 @@ def launch_chromium():
 def read_count(page, option: str) -> int:
     """The count the result page shows for one option."""
     return int(page.locator(f'.count[data-option="{option}"]').inner_text())
+
+
+def read_row(page, option: str) -> dict:
+    """One option's row of the result page as a person and a screen reader get it."""
+    row = page.locator(f'#tally .row[data-option="{option}"]')
+    bar = row.locator("meter.bar")
+    return {
+        "count": int(row.locator(".count").inner_text()),
+        "share": row.locator(".share").inner_text(),
+        "bar": float(bar.evaluate("m => m.value")),
+        "label": bar.get_attribute("aria-label"),
+    }

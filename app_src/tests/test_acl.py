@@ -25,7 +25,7 @@ def acl_users(redis_server, names):
     r.execute_command(
         "ACL", "SETUSER", worker_user, "on", ">worker-pw", "resetkeys", "resetchannels", "-@all", f"~{stream}",
         "+xreadgroup", "+xack", "+xautoclaim", "+xclaim", "+xgroup|create", "+xgroup|createconsumer", "+xpending",
-        "+xinfo", "+xlen", "+xrange", "+xdel", "+ping", "+auth", "+hello", "+client|setname",
+        "+xinfo", "+xlen", "+xrange", "+xtrim", "+ping", "+auth", "+hello", "+client|setname",
         f"(~{dlq} +xadd +xlen +xinfo +xrange)",
     )  # fmt: skip
     yield {"vote": (vote_user, "vote-pw"), "worker": (worker_user, "worker-pw")}

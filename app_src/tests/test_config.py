@@ -52,11 +52,20 @@ def test_missing_variables_are_all_named():
         ({"FORWARDED_HOPS": "9"}, "FORWARDED_HOPS"),
         ({"BIND_ADDRESS": "not-an-address"}, "BIND_ADDRESS"),
         ({"BIND_ADDRESS": "300.1.1.1"}, "BIND_ADDRESS"),
+        ({"RESULT_URL": "javascript:alert(1)"}, "RESULT_URL"),
+        ({"RESULT_URL": "result"}, "RESULT_URL"),
+        ({"RESULT_URL": '/result/" onclick="x'}, "RESULT_URL"),
     ],
 )
 def test_bad_vote_values_are_named(env, name):
     with pytest.raises(config.ConfigError, match=name):
         config.vote_settings({**GOOD_REDIS, **env})
+
+
+def test_result_url_is_optional():
+    assert config.vote_settings(GOOD_REDIS).result_url == ""
+    for url in ("/result/", "http://127.0.0.1:5001/", "https://votes.example.org/result/"):
+        assert config.vote_settings({**GOOD_REDIS, "RESULT_URL": url}).result_url == url
 
 
 def test_prefix_is_normalised():

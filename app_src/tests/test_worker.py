@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from contextlib import closing
 
 import psycopg2
@@ -11,7 +12,7 @@ import pytest
 from conftest import counts, tally_from_votes
 from harness import OWNER, RESULT, WORKER
 from votingapp import config, schema
-from votingapp.worker import Vote, Worker, apply_votes, classify, newest_per_voter
+from votingapp.worker import Vote, Worker, apply_votes, classify, newest_per_voter, trim_bound
 
 
 def make_worker(base_env, **extra) -> Worker:
@@ -398,3 +399,68 @@ def test_an_explicit_id_beyond_bigint_does_not_stop_later_votes(redis_server, pg
     r.xadd(stream, {"voter_id": vid(3), "vote": "Cats"})  # and the newest still wins
     drain(w)
     assert counts(pg) == {"Cats": 2, "Dogs": 1}
+
+
+def test_trim_bound_never_passes_an_entry_a_group_may_still_need():
+    def group(name, pending, last):
+        return {"name": name.encode(), "pending": pending, "last-delivered-id": last.encode()}
+
+    assert trim_bound([group("workers", 0, "5-3")], "workers", None) == "5-4"
+    assert trim_bound([group("workers", 7, "9-0")], "workers", b"6-2") == "6-2"
+    # the largest sequence number rolls over into the next millisecond
+    assert trim_bound([group("workers", 0, f"5-{2**64 - 1}")], "workers", None) == "6-0"
+    # the slowest group sets the bound, compared as numbers (not as text: "10-0" > "9-0")
+    assert trim_bound([group("workers", 0, "10-0"), group("audit", 0, "9-0")], "workers", None) == "9-1"
+    # another group's pending entries are unknown to us: trim nothing
+    assert trim_bound([group("workers", 0, "10-0"), group("audit", 3, "9-0")], "workers", None) is None
+    assert trim_bound([], "workers", None) is None
+
+
+def test_trimming_keeps_entries_pending_under_a_dead_consumer_until_reclaimed(redis_server, pg, base_env, names):
+    r = redis_server.client()
+    stream = names["VOTE_STREAM"]
+    r.xgroup_create(stream, "workers", id="0", mkstream=True)
+    for i in range(40):
+        r.xadd(stream, {"voter_id": vid(i), "vote": "Dogs"})
+    r.xreadgroup("workers", "dead-one", {stream: ">"}, count=40)
+    for i in range(40, 300):
+        r.xadd(stream, {"voter_id": vid(i), "vote": "Cats"})
+    w = make_worker(base_env, WORKER_BATCH_SIZE="50", WORKER_CLAIM_IDLE_MS="100")
+    w.next_claim = float("inf")  # the dead consumer's entries stay pending for now
+    drain(w)
+    assert w.trim_mode == "xtrim"
+    assert counts(pg) == {"Cats": 260}
+    # XTRIM cuts only the head: nothing at or after the oldest pending entry may go
+    assert r.xlen(stream) == 300
+    assert len(r.xrange(stream, count=40)) == 40
+    time.sleep(0.15)
+    w.next_claim = 0
+    drain(w)
+    assert counts(pg) == {"Cats": 260, "Dogs": 40}
+    assert r.xpending(stream, "workers")["pending"] == 0
+    assert r.xlen(stream) == 0
+
+
+def test_a_user_who_may_not_xtrim_gets_xdel_instead(redis_server, pg, base_env, names, caplog):
+    r = redis_server.client()
+    stream, dlq = names["VOTE_STREAM"], names["DEAD_LETTER_STREAM"]
+    user = f"noxtrim-{names['VOTE_STREAM'][-8:]}"
+    r.execute_command(
+        "ACL", "SETUSER", user, "on", ">pw-noxtrim", "resetkeys", "-@all", f"~{stream}", "+xreadgroup", "+xack",
+        "+xautoclaim", "+xgroup|create", "+xpending", "+xinfo", "+xdel", "+ping", "+hello", "+client|setname",
+        f"(~{dlq} +xadd)",
+    )  # fmt: skip
+    try:
+        for i in range(120):
+            r.xadd(stream, {"voter_id": vid(i), "vote": "Cats"})
+        r.xadd(stream, {"voter_id": "poison-entry-1", "vote": "Fish"})
+        w = make_worker({**base_env, "REDIS_USER": user, "REDIS_PASSWORD": "pw-noxtrim"}, WORKER_BATCH_SIZE="50")
+        with caplog.at_level("INFO", logger="votingapp.worker"):
+            drain(w)
+        assert w.trim_mode == "xdel"
+        assert counts(pg) == {"Cats": 120}
+        assert r.xlen(dlq) == 1
+        assert r.xlen(stream) == 0
+        assert "NOPERM" not in caplog.text
+    finally:
+        r.execute_command("ACL", "DELUSER", user)

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 
 OPTION_RE = re.compile(r"^[\w][\w .+-]{0,39}$")
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
+# A path on the same site (the bastion or ALB: /result/) or an http(s) URL (compose: another port);
+# nothing a browser would run (javascript:) and no characters that need quoting in an href.
+RESULT_URL_RE = re.compile(r"^(/|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/|$))[A-Za-z0-9._~/%?=&+-]*$")
 MAX_OPTIONS = 12
 WORKER_CLASSES = ("gevent", "gthread")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -77,9 +80,27 @@ class _Reader:
         return default
 
     def secret(self, name: str) -> str:
-        # The value never appears in a message, only whether it is set.
+        """NAME, or the content of the file NAME_FILE names (the official postgres/redis images'
+        convention): deployments pass only the path, so the value stays out of `docker inspect`
+        and /proc/<pid>/environ. The value never appears in a message, only the variable."""
+        path = self.raw(f"{name}_FILE")
         value = self.env.get(name)
-        return value if value else ""
+        if path is None:
+            return value if value else ""
+        if value:
+            self.problems.append(f"{name} and {name}_FILE are both set: use one of them")
+            return ""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                # `echo secret > file` leaves a newline; like the official images, it is not part of it.
+                content = handle.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            self.problems.append(f"{name}_FILE={path!r} cannot be read: {reason}")
+            return ""
+        if not content:
+            self.problems.append(f"{name}_FILE={path!r} is empty")
+        return content
 
 
 def parse_options(reader: _Reader) -> tuple[str, ...]:
@@ -128,6 +149,16 @@ def parse_prefix(reader: _Reader) -> str:
         reader.problems.append(f"URL_PREFIX={prefix!r} must be empty or a path like /vote (no trailing slash needed)")
         return ""
     return prefix
+
+
+def parse_result_url(reader: _Reader) -> str:
+    url = reader.raw("RESULT_URL") or ""
+    if url and not RESULT_URL_RE.match(url):
+        reader.problems.append(
+            f"RESULT_URL={url!r} must be empty, a path like /result/ or a URL like http://host:5001/"
+        )
+        return ""
+    return url
 
 
 @dataclass(frozen=True)
@@ -224,6 +255,7 @@ class VoteSettings:
     voter_id_secret: str = field(default="", repr=False)
     rate_limit_per_minute: int = 0
     forwarded_hops: int = 0
+    result_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -266,6 +298,7 @@ def vote_settings(env: Mapping[str, str] | None = None) -> VoteSettings:
         voter_id_secret=r.secret("VOTER_ID_SECRET"),
         rate_limit_per_minute=r.integer("VOTE_RATE_LIMIT_PER_MINUTE", 0, 0, 100000),
         forwarded_hops=r.integer("FORWARDED_HOPS", 0, 0, 5),
+        result_url=parse_result_url(r),
     )
     if value.voter_id_secret and len(value.voter_id_secret) < 16:
         r.problems.append("VOTER_ID_SECRET must be at least 16 characters (or unset: voter ids are then unsigned)")

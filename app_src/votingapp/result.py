@@ -38,6 +38,17 @@ class DatabaseDown(Exception):
     pass
 
 
+def share(count: int, total: int) -> int:
+    """Whole percent, half up: the same arithmetic as result.js (Math.round(100 * count / total)),
+    so a server-rendered page and a live update never disagree. Shares may sum to 99 or 101."""
+    return int(100 * count / total + 0.5) if total else 0
+
+
+def tally_rows(tally: dict) -> list[dict]:
+    total = tally["total"]
+    return [{"option": o, "count": n, "share": share(n, total)} for o, n in tally["options"].items()]
+
+
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:200]
 
@@ -131,47 +142,70 @@ class TallyFeed:
     """One poller per process for all open event streams.
 
     While at least one viewer is connected, one thread (a greenlet under gevent) reads the counts
-    every RESULT_POLL_MS and, when they changed, publishes the event once; every viewer waits on
-    a condition for a newer version. A thousand viewers cost a thousand waiting greenlets and one
-    query per interval, not a thousand pollers.
+    every RESULT_POLL_MS and, when they changed, publishes the event once. Viewers wait on one
+    shared Event that the poller sets and replaces on each change: no lock is taken on the way
+    in or out, so waking thousands of viewers is one pass over the waiters. With a Condition
+    every woken viewer had to re-acquire its lock in turn (thousands of hand-offs through the
+    hub per change).
     """
 
     def __init__(self, reader: TallyReader, poll_s: float):
         self.reader = reader
         self.poll_s = poll_s
-        self.cond = threading.Condition()
-        self.version = 0
-        self.event = ""
+        self.lock = threading.Lock()
+        # (version, event) in one tuple: a viewer always reads a matching pair.
+        self.state = (0, "")
+        self.changed = threading.Event()
         self.viewers = 0
         self.polling = False
         self.stopped = False
+        self._stopping = threading.Event()
+
+    @property
+    def version(self) -> int:
+        return self.state[0]
+
+    @property
+    def event(self) -> str:
+        return self.state[1]
 
     def join(self) -> None:
-        with self.cond:
+        with self.lock:
             self.viewers += 1
             if not self.polling and not self.stopped:
                 self.polling = True
                 threading.Thread(target=self._poll, name="tally-feed", daemon=True).start()
 
     def leave(self) -> None:
-        with self.cond:
+        with self.lock:
             self.viewers -= 1
 
     def stop(self) -> None:
-        with self.cond:
-            self.stopped = True
-            self.cond.notify_all()
+        self.stopped = True
+        self._stopping.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self.changed = self.changed, threading.Event()
+        changed.set()
+
+    def publish(self, event: str) -> None:
+        # The new state before the new Event: a viewer that already sees the new Event also
+        # sees the new state, and one holding the old Event is woken by set().
+        self.state = (self.state[0] + 1, event)
+        self._wake()
 
     def wait(self, seen: int, timeout: float) -> tuple[int, str]:
         """The newest (version, event), as soon as it is newer than `seen` or after `timeout`."""
-        with self.cond:
-            self.cond.wait_for(lambda: self.version != seen or self.stopped, timeout)
-            return self.version, self.event
+        changed = self.changed
+        if self.state[0] == seen and not self.stopped:
+            changed.wait(timeout)
+        return self.state
 
     def _poll(self) -> None:
         last = None
         while True:
-            with self.cond:
+            with self.lock:
                 if self.viewers <= 0 or self.stopped:
                     self.polling = False
                     return
@@ -181,12 +215,8 @@ class TallyFeed:
                 tally = None
             if tally is not None and tally != last:
                 last = tally
-                with self.cond:
-                    self.version += 1
-                    self.event = f"data: {json.dumps(tally, separators=(',', ':'))}\n\n"
-                    self.cond.notify_all()
-            with self.cond:
-                self.cond.wait_for(lambda: self.stopped, self.poll_s)
+                self.publish(f"data: {json.dumps(tally, separators=(',', ':'))}\n\n")
+            self._stopping.wait(self.poll_s)
 
 
 def create_app(settings) -> Flask:
@@ -205,11 +235,14 @@ def create_app(settings) -> Flask:
 
     @app.get("/")
     def page():
+        unavailable = False
         try:
             tally = reader.cached(poll_s)
         except DatabaseDown:
-            tally = empty()
-        return render_template("result.html", options=settings.options, tally=tally)
+            # still 200: `/result/` is the load balancer's health check, and live updates fill it in
+            tally, unavailable = empty(), True
+        rows = tally_rows(tally)
+        return render_template("result.html", options=settings.options, tally=tally, rows=rows, unavailable=unavailable)
 
     @app.get("/api/tally")
     def tally_api():

@@ -20,6 +20,9 @@ from .web import PrefixMiddleware, add_operational_routes, no_redirects
 log = logging.getLogger("votingapp.vote")
 
 VOTER_COOKIE = "voter_id"
+# The option this browser last voted for through the page, so the ballot can mark it (the vote
+# service cannot read PostgreSQL). Set on an accepted form vote only: the JSON API keeps its headers.
+CHOICE_COOKIE = "vote_choice"
 MAX_BODY_BYTES = 4096
 COOKIE_MAX_AGE = 365 * 24 * 3600
 # Redis may have stored a vote whose reply was lost, so "not confirmed", not "not recorded";
@@ -115,17 +118,20 @@ def create_app(settings, client=None) -> Flask:
             return RATE_LIMITED
         return None
 
+    def set_cookie(response, name: str, value: str) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=COOKIE_MAX_AGE,
+            path=request.script_root or "/",
+            httponly=True,
+            samesite="Lax",
+            secure=settings.cookie_secure,
+        )
+
     def with_cookie(response, vid: str, new: bool):
         if new:
-            response.set_cookie(
-                VOTER_COOKIE,
-                vid,
-                max_age=COOKIE_MAX_AGE,
-                path=request.script_root or "/",
-                httponly=True,
-                samesite="Lax",
-                secure=settings.cookie_secure,
-            )
+            set_cookie(response, VOTER_COOKIE, vid)
         return response
 
     def append(vid: str, choice: str) -> str:
@@ -140,14 +146,31 @@ def create_app(settings, client=None) -> Flask:
         VOTES.labels("accepted").inc()
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
+    def remembered_choice(new_voter: bool) -> str | None:
+        # A display hint for this browser, not the record (that is in PostgreSQL): a new voter id
+        # has not voted, whatever an older cookie says, and an option no longer offered is dropped.
+        if new_voter:
+            return None
+        choice = request.cookies.get(CHOICE_COOKIE)
+        return choice if choice in options else None
+
     def page(status: int = 200, **context):
-        return render_template("vote.html", options=options, **context), status
+        return render_template("vote.html", options=options, result_url=settings.result_url, **context), status
+
+    def ballot_response(status: int, vid: str, new: bool, *, voted: str | None = None, error: str | None = None):
+        chosen = voted or remembered_choice(new)
+        body, status = page(status, chosen=chosen, voted=voted, error=error)
+        response = with_cookie(app.make_response((body, status)), vid, new)
+        if voted:
+            set_cookie(response, CHOICE_COOKIE, voted)
+        elif new and CHOICE_COOKIE in request.cookies:
+            response.delete_cookie(CHOICE_COOKIE, path=request.script_root or "/")
+        return response
 
     @app.get("/")
     def ballot():
         vid, new = voter_id()
-        body, status = page()
-        return with_cookie(app.make_response((body, status)), vid, new)
+        return ballot_response(200, vid, new)
 
     @app.post("/")
     def vote_form():
@@ -155,19 +178,17 @@ def create_app(settings, client=None) -> Flask:
         choice = request.form.get("vote", "")
         refused = refusal(vid)
         if refused:
-            body, status = page(429 if refused == RATE_LIMITED else 400, error=refused[0].upper() + refused[1:] + ".")
-            return with_cookie(app.make_response((body, status)), vid, new)
+            status = 429 if refused == RATE_LIMITED else 400
+            return ballot_response(status, vid, new, error=refused[0].upper() + refused[1:] + ".")
         if choice not in options:
             VOTES.labels("rejected").inc()
-            body, status = page(400, error=f"Unknown option {choice[:40]!r}: choose one of {', '.join(options)}.")
-            return with_cookie(app.make_response((body, status)), vid, new)
+            error = f"Unknown option {choice[:40]!r}: choose one of {', '.join(options)}."
+            return ballot_response(400, vid, new, error=error)
         try:
             append(vid, choice)
         except QueueDown:
-            body, status = page(503, error=QUEUE_DOWN_PAGE)
-            return with_cookie(app.make_response((body, status)), vid, new)
-        body, status = page(200, voted=choice)
-        return with_cookie(app.make_response((body, status)), vid, new)
+            return ballot_response(503, vid, new, error=QUEUE_DOWN_PAGE)
+        return ballot_response(200, vid, new, voted=choice)
 
     @app.post("/api/vote")
     def vote_api():

@@ -145,7 +145,7 @@ def test_aws_up_then_down(aws, playbook, tmp_path, region, https):
         "bastion": [(22, ADMIN_CIDR)],
         "vote": flows((22, "bastion"), (80, "alb"), (80, "bastion")),
         "result": flows((22, "bastion"), (80, "alb"), (80, "bastion")),
-        "worker": [(22, "bastion")],
+        "worker": flows((22, "bastion"), (9101, "bastion")),
         "redis": flows((22, "bastion"), (6379, "vote"), (6379, "worker")),
         "postgres": flows((22, "bastion"), (5432, "result"), (5432, "worker")),
     }
@@ -157,6 +157,7 @@ def test_aws_up_then_down(aws, playbook, tmp_path, region, https):
             *[(22, g) for g in ("vote", "result", "worker", "redis", "postgres")],
             (80, "vote"),
             (80, "result"),
+            (9101, "worker"),
             *packages,
         ),
         "vote": flows((6379, "redis"), *packages),

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 ROLES = Path(__file__).resolve().parents[3] / "roles"
-STACK_ROLES = ["vote", "worker", "result", "redis", "postgres", "bastion"]
+STACK_ROLES = ["vote", "worker", "result", "redis", "postgres", "bastion", "monitoring"]
 
 
 def load(path: Path):
