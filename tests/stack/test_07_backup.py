@@ -114,7 +114,10 @@ def test_backup_destroy_restore_keeps_the_tally_and_counts_the_stream_once(lab, 
     # A damaged dump is refused before anything stops or changes.
     damaged = backup_dir / "damaged" / dump.name
     damaged.parent.mkdir()
-    damaged.write_bytes(dump.read_bytes()[:-1] + b"\0")
+    # One byte flipped in the middle (the dump's last byte may already be 0: overwriting it with 0 changed nothing).
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
     (damaged.parent / (dump.name + ".sha256")).write_text((backup_dir / (dump.name + ".sha256")).read_text())
     run = run_playbook(PLAYBOOKS / "restore.yml", "-e", f"postgres_restore_file={damaged}")
     assert run.rc != 0
