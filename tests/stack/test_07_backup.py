@@ -128,7 +128,7 @@ def test_backup_destroy_restore_keeps_the_tally_and_counts_the_stream_once(lab, 
     run = run_playbook(PLAYBOOKS / "restore.yml", "-e", f"postgres_backup_dir={backup_dir}")
     restore_s = time.monotonic() - t0
     assert run.rc == 0, json.dumps(run.result)[-3000:] + run.stderr
-    restored = playbook_message(run, "Report the restore")
+    restored = playbook_message(run, "votingapp.stack.postgres : Report the restore")
     expected_total = sum(at_backup.values())
     assert f"{expected_total} votes of {expected_total} voters" in restored, restored
 
