@@ -67,6 +67,8 @@ PASSWORDS = [
     "votingapp_redis_vote_password", "votingapp_redis_worker_password", "votingapp_redis_admin_password",
     "votingapp_postgres_superuser_password", "votingapp_postgres_owner_password",
     "votingapp_postgres_worker_password", "votingapp_postgres_result_password",
+    # optional in the contract; set here so the Redis and PostgreSQL exporters run as on the lab
+    "votingapp_redis_monitoring_password", "votingapp_postgres_monitoring_password",
 ]  # fmt: skip
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

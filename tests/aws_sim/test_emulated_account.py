@@ -354,6 +354,34 @@ def deployed_through_the_bastion(env, secrets):
     phase("12 votes through the bastion counted", started)
     assert got == wanted, tally
 
+    # Monitoring on the bastion: Prometheus under /prometheus/ scrapes every host's node exporter,
+    # each vote, result and worker, and the data exporters as their read-only users, over the
+    # security groups' monitoring flows (the stand-ins' networks are those flows).
+    started = time.monotonic()
+    deadline = time.monotonic() + 90
+    while True:
+        _status, answer = http_json(plain, bastion + "/prometheus/api/v1/targets?state=active")
+        jobs = {}
+        for target in answer["data"]["activeTargets"]:
+            group = target["labels"]["host"].split("-")[1]  # <stack>-<group>-<instance id>
+            jobs.setdefault(target["labels"]["job"], []).append((group, target["health"]))
+        healthy = all(health == "up" for found in jobs.values() for _host, health in found)
+        if healthy or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    phase("every Prometheus target up, through the bastion", started)
+    assert {job: sorted(host for host, _health in found) for job, found in jobs.items()} == {
+        "vote": ["vote"],
+        "result": ["result"],
+        "worker": ["worker"],
+        "prometheus": ["bastion"],
+        "alertmanager": ["bastion"],
+        "node": STACK_GROUPS,
+        "redis": ["redis"],
+        "postgres": ["postgres"],
+    }, jobs
+    assert healthy, jobs
+
 
 def alb_holds_the_stand_ins(env, elbv2, groups):
     """Target groups hold the stand-ins' instance ids, health checks / and /result/, path rules."""
