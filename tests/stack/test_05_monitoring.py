@@ -84,11 +84,12 @@ def test_prometheus_is_served_under_the_prefix_through_the_bastion(lab):
 
 
 def test_every_application_instance_is_a_target_and_up(up_targets):
-    # One target per vote and result host, and one per worker container (worker_replicas is 1 in the lab),
+    # One target per vote and result replica and one per worker container (worker_replicas is 1 in the lab),
     # each at the address the lab's flow networks give the bastion (host_vars/).
     assert {j: sorted((t["host"], t["instance"]) for t in ts) for j, ts in up_targets.items()} == {
-        "vote": [("lab-vote", "10.231.1.11:80")],
-        "result": [("lab-result", "10.231.2.12:80")],
+        # Both replicas of each (vote_replicas, result_replicas: 2 in the lab), on consecutive ports.
+        "vote": [("lab-vote", "10.231.1.11:80"), ("lab-vote", "10.231.1.11:81")],
+        "result": [("lab-result", "10.231.2.12:80"), ("lab-result", "10.231.2.12:81")],
         "worker": [("lab-worker", "10.231.7.13:9101")],
         "prometheus": [("lab-bastion", "127.0.0.1:9090")],
         "alertmanager": [("lab-bastion", "127.0.0.1:9093")],
