@@ -298,6 +298,16 @@ def test_deploy_over_ssh_both_topologies_and_tear_down(sim):
     assert all(name.startswith("votingapp.stack.alb : ") for name in changed), changed
     alb_holds_the_stand_ins(env, elbv2, groups)
 
+    # 3. The same aws_up once more: nothing left to do, on any host or any AWS resource.
+    if E2E:
+        started = time.monotonic()
+        third = ansible(env, *inventory_args(env), *secrets, "playbooks/aws_up.yml", "-e", json.dumps(up_vars))
+        phase("aws_up a third time (changed=0 everywhere)", started)
+        assert third.returncode == 0, failures(third)
+        everywhere = {h: s["changed"] for h, s in stats(third).items()}
+        assert sorted(h.split("-")[1] for h in everywhere if h != "localhost") == STACK_GROUPS
+        assert set(everywhere.values()) == {0}, {h: changed_tasks(third, h) for h, n in everywhere.items() if n}
+
     started = time.monotonic()
     down = ansible(env, *inventory_args(env), "playbooks/aws_down.yml")
     phase("aws_down", started)
