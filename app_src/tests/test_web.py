@@ -132,6 +132,11 @@ def test_vote_answers_503_when_redis_is_unreachable(workdir):
         assert resp.status_code == 503
         assert "not confirmed" in resp.json()["error"]
         assert time.monotonic() - started < 5
+        # A new voter gets its id with the 503: the append may have landed before the connection
+        # broke, and the retry must be the same voter to count once.
+        assert resp.cookies.get("voter_id"), resp.headers
+        again = requests.post(f"{svc.url}/api/vote", json={"vote": "Cats"}, cookies=resp.cookies, timeout=10)
+        assert again.status_code == 503 and "voter_id" not in again.cookies
         page = requests.post(f"{svc.url}/", data={"vote": "Cats"}, timeout=10)
         assert page.status_code == 503
         assert "NOT confirmed" in page.text

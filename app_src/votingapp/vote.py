@@ -215,7 +215,11 @@ def create_app(settings, client=None, *, fast_path: bool = True) -> Flask:
         try:
             entry_id = append(vid, choice)
         except QueueDown:
-            return jsonify(error=QUEUE_DOWN_API), 503
+            # The voter's id goes with the 503 too: the append may have reached Redis before the
+            # connection broke, and only a retry as the same voter is sure to count once.
+            response = jsonify(error=QUEUE_DOWN_API)
+            response.status_code = 503
+            return with_cookie(response, vid, new)
         response = jsonify(voter_id=vid, vote=choice, id=entry_id)
         response.status_code = 202
         return with_cookie(response, vid, new)
@@ -301,7 +305,7 @@ def create_app(settings, client=None, *, fast_path: bool = True) -> Flask:
         try:
             entry_id = append(vid, choice)
         except QueueDown:
-            return answer(start_response, "503 SERVICE UNAVAILABLE", {"error": QUEUE_DOWN_API})
+            return answer(start_response, "503 SERVICE UNAVAILABLE", {"error": QUEUE_DOWN_API}, set_voter)
         return answer(start_response, "202 ACCEPTED", {"voter_id": vid, "vote": choice, "id": entry_id}, set_voter)
 
     app.wsgi_app = PrefixMiddleware(fast_vote_api if fast_path else flask_wsgi, settings.web.prefix)
