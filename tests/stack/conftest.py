@@ -137,6 +137,17 @@ def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "cond
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r})")
 
 
+def api_vote(option: str) -> None:
+    """One vote through the bastion as a new voter (no cookie), which must be accepted (202)."""
+    status, body, _headers = http(
+        "POST",
+        "/vote/api/vote",
+        data=json.dumps({"vote": option}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 202, f"vote answered {status}: {body[:300]}"
+
+
 def keep_lab() -> bool:
     """Whether the lab stays up after the tests: locally yes (inspect it, `make down`), in CI no."""
     if os.environ.get("LAB_KEEP"):

@@ -8,7 +8,7 @@ import re
 
 import pytest
 import yaml
-from conftest import PLAYBOOKS, REPO, docker, http, run_playbook, tally, wait_for
+from conftest import PLAYBOOKS, REPO, api_vote, docker, http, run_playbook, tally, wait_for
 
 # The lab's fixed addresses (inventories/lab/group_vars/all/lab.yml).
 WORKER_ON_DB = "10.231.5.13"
@@ -46,16 +46,6 @@ def psql(sql: str) -> None:
 
 def secrets() -> dict:
     return yaml.safe_load((REPO / ".lab" / "secrets.yml").read_text())
-
-
-def api_vote(option: str) -> None:
-    status, body, _headers = http(
-        "POST",
-        "/vote/api/vote",
-        data=json.dumps({"vote": option}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    assert status == 202, f"vote answered {status}: {body[:300]}"
 
 
 @pytest.fixture(scope="module")

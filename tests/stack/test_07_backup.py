@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PLAYBOOKS, docker, http, run_playbook, tally, wait_for
+from conftest import PLAYBOOKS, api_vote, docker, run_playbook, tally, wait_for
 
 PG_VERSION = "15"
 
@@ -27,13 +27,7 @@ def inner(host: str, *args: str) -> str:
 def cast(option: str, count: int) -> None:
     """`count` new voters (no cookie: each request is a new voter id) vote for `option`."""
     for _voter in range(count):
-        status, body, _headers = http(
-            "POST",
-            "/vote/api/vote",
-            data=json.dumps({"vote": option}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        assert status == 202, f"vote answered {status}: {body[:300]}"
+        api_vote(option)
 
 
 def counts() -> dict[str, int]:
