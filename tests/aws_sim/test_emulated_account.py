@@ -150,13 +150,24 @@ def failures(proc):
     except ValueError:
         return proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = [
-        f"{t['task']['name']} on {host}: {r.get('msg', '')} {r.get('stderr', '')[-800:]} {r.get('module_stderr', '')[-800:]}"  # noqa: E501
+        f"{t['task']['name']} on {host}: {why(r)}"
         for play in out["plays"]
         for t in play["tasks"]
         for host, r in t["hosts"].items()
         if r.get("failed") or r.get("unreachable")
     ]
     return "\n".join(lines) or proc.stderr[-3000:]
+
+
+def why(result):
+    """A failed result's own words; for a loop, each failed item's ("One or more items failed" alone
+    does not say which)."""
+    said = f"{result.get('msg', '')} {result.get('stderr', '')[-800:]} {result.get('module_stderr', '')[-800:]}"
+    for item in result.get("results", []):
+        if item.get("failed"):
+            label = item.get("_ansible_item_label", item.get("item"))
+            said += f"\n  item {label}: {why(item)}"
+    return said
 
 
 def inventory_args(env):
