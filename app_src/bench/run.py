@@ -147,7 +147,7 @@ def bench_worker_probes(r, pg_env: dict, batch: int, n: int) -> dict:
     overlapped the two would reach 1 / (1/redis + 1/postgres): that is the probe figure the
     worker is compared with (the worker overlaps them, so it may exceed 1.0).
     """
-    from votingapp.worker import UPSERT_SQL, _text_array
+    from votingapp.worker import EXECUTE_UPSERT, PREPARE_UPSERT, _text_array
 
     stream = "votes-worker-probe"
     _fill_stream(r, stream, n, "rp")
@@ -184,11 +184,12 @@ def bench_worker_probes(r, pg_env: dict, batch: int, n: int) -> dict:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         backend = cur.fetchone()[0]
+        cur.execute(PREPARE_UPSERT)  # as the worker does, once per connection
     conn.commit()
     cpu0, t0 = cpu_seconds(backend), time.perf_counter()
     for params in statements:
         with conn, conn.cursor() as cur:
-            cur.execute(UPSERT_SQL, params)
+            cur.execute(EXECUTE_UPSERT, params)
     pg_s, pg_cpu = time.perf_counter() - t0, cpu_seconds(backend) - cpu0
     conn.close()
     redis_rate, pg_rate = done / redis_s, n / pg_s

@@ -12,7 +12,7 @@ import pytest
 from conftest import counts, tally_from_votes
 from harness import OWNER, RESULT, WORKER
 from votingapp import config, schema
-from votingapp.worker import Vote, Worker, apply_votes, classify, newest_per_voter, trim_bound
+from votingapp.worker import Vote, Worker, apply_votes, classify, newest_per_voter, stream_entries, trim_bound
 
 
 def make_worker(base_env, **extra) -> Worker:
@@ -46,6 +46,80 @@ def test_classify_reasons():
     assert classify("5-1", {b"voter_id": "é".encode() * 8, b"vote": b"Cats"}, opts).startswith("invalid voter_id")
     v = classify("1700000000000-7", {b"voter_id": b"abcdefgh", b"vote": b"Dogs", b"extra": b"\xff"}, opts)
     assert (v.voter_id, v.vote, v.ms, v.seq) == ("abcdefgh", "Dogs", 1700000000000, 7)
+
+
+def test_classify_reads_the_flat_fields_of_a_raw_reply_like_a_dict():
+    """The worker's reads keep each entry's fields as [field, value, ...] (stream_entries)."""
+    opts = ("Cats", "Dogs")
+    v = classify("9-2", [b"voter_id", b"abcdefgh", b"vote", b"Cats"], opts)
+    assert (v.voter_id, v.vote, v.ms, v.seq) == ("abcdefgh", "Cats", 9, 2)
+    reordered = classify("9-3", [b"vote", b"Dogs", b"extra", b"\xff", b"voter_id", b"abcdefgh"], opts)
+    assert (reordered.voter_id, reordered.vote) == ("abcdefgh", "Dogs")
+    # a field given twice keeps its last value, as redis-py's dict replies do
+    assert classify("9-4", [b"voter_id", b"abcdefgh", b"vote", b"Fish", b"vote", b"Dogs"], opts).vote == "Dogs"
+    for fields, reason in [
+        ([], "entry has no fields"),
+        (None, "entry has no fields"),
+        ([b"vote", b"Cats"], "missing field voter_id"),
+        ([b"voter_id", b"abcdefgh", b"note", b"x"], "missing field vote"),
+        ([b"voter_id", b"ab", b"vote", b"Cats"], "invalid voter_id"),
+        ([b"voter_id", b"abcdefgh", b"vote", b"Fish"], "unknown option 'Fish'"),
+        ([b"voter_id", b"abcdefgh", b"vote", b"\xff"], "entry is not valid UTF-8"),
+    ]:
+        assert classify("9-5", fields, opts).startswith(reason), fields
+
+
+def test_stream_entries_flattens_both_reply_protocols(redis_server):
+    import redis
+
+    r = redis_server.client()
+    first = r.xadd("flat", {"voter_id": "abcdefgh", "vote": "Cats"}).decode()
+    r.xadd("flat", {"voter_id": "bcdefghi", "vote": "Dogs"})
+    r.xgroup_create("flat", "g", id="0")
+    for protocol in (2, 3):
+        client = redis.Redis(host="127.0.0.1", port=redis_server.port, protocol=protocol)
+        client.set_response_callback("XREADGROUP", stream_entries)
+        entries = client.xreadgroup("g", f"c{protocol}", {"flat": "0-0" if protocol == 3 else ">"}, count=10)
+        if protocol == 3:  # c3 has nothing pending: read the group's history as c2 holds it
+            entries = client.xreadgroup("g", "c2", {"flat": "0-0"}, count=10)
+        assert [(i.decode(), list(f)) for i, f in entries][0] == (first, [b"voter_id", b"abcdefgh", b"vote", b"Cats"])
+        assert len(entries) == 2
+        client.close()
+    assert stream_entries(None) == [] and stream_entries({}) == []
+
+
+def test_voter_ids_compare_byte_by_byte(pg):
+    """Migration 3: the primary key of `votes` uses the "C" collation (no strcoll per comparison)."""
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT collation_name FROM information_schema.columns WHERE table_name = 'votes' AND column_name = 'voter_id'"
+        )
+        assert cur.fetchone() == ("C",)
+
+
+def test_the_prepared_upsert_survives_a_new_connection(redis_server, pg_server, pg, base_env, names):
+    """The batch statement is prepared per connection: after PostgreSQL restarts, the worker
+    prepares it again on its new connection instead of failing on EXECUTE."""
+    r = redis_server.client()
+    stream = names["VOTE_STREAM"]
+    w = make_worker(base_env)
+    r.xadd(stream, {"voter_id": vid(1), "vote": "Cats"})
+    drain(w)
+    first = w.prepared_on
+    assert first is w.conn
+    with closing(pg_server.superuser()) as su, su.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'votingapp-worker-%'")
+    r.xadd(stream, {"voter_id": vid(2), "vote": "Dogs"})
+    for _ in range(50):
+        try:
+            if w.run_once() == 0 and counts(pg) == {"Cats": 1, "Dogs": 1}:
+                break
+        except psycopg2.Error:  # what run() does on the error: the batch is read again
+            w._drop_pg()
+            w._discard_prefetch()
+            w.read_own_pending = True
+    assert counts(pg) == {"Cats": 1, "Dogs": 1}
+    assert w.prepared_on is w.conn and w.conn is not first
 
 
 def test_newest_per_voter_keeps_highest_version():

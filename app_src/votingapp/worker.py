@@ -50,14 +50,14 @@ ERRORS = Counter("votingapp_worker_errors_total", "Connection or database errors
 LAG = Gauge("votingapp_worker_stream_lag", "Entries in the stream not yet delivered to the group")
 PENDING = Gauge("votingapp_worker_pending_entries", "Entries delivered but not yet acknowledged (whole group)")
 
-UPSERT_SQL = """
+_UPSERT = """
 WITH incoming (voter_id, vote, version_ms, version_seq) AS (
     SELECT voter_id, vote, split_part(id, '-', 1)::numeric, split_part(id, '-', 2)::numeric
-    FROM unnest(%s::text::text[], %s::text::text[], %s::text::text[]) AS t (voter_id, vote, id)
+    FROM unnest({0}::text[], {1}::text[], {2}::text[]) AS t (voter_id, vote, id)
 ),
 up AS (
     INSERT INTO votes AS v (voter_id, vote, version_ms, version_seq, prev_vote)
-    SELECT voter_id, vote, version_ms, version_seq, NULL FROM incoming ORDER BY voter_id
+    SELECT voter_id, vote, version_ms, version_seq, NULL FROM incoming ORDER BY voter_id COLLATE "C"
     ON CONFLICT (voter_id) DO UPDATE
         SET prev_vote = v.vote, vote = EXCLUDED.vote,
             version_ms = EXCLUDED.version_ms, version_seq = EXCLUDED.version_seq, updated_at = now()
@@ -73,6 +73,14 @@ INSERT INTO vote_counts AS c (vote, count)
 SELECT vote, sum(d)::bigint FROM delta GROUP BY vote ORDER BY vote
 ON CONFLICT (vote) DO UPDATE SET count = c.count + EXCLUDED.count
 """
+# The statement with its three array literals inline (the one-by-one retry and the bench probe).
+UPSERT_SQL = _UPSERT.format("%s::text", "%s::text", "%s::text")
+# The batch path: prepared once per connection, so a batch is not parsed, analysed and planned
+# again (about 8% of the backend's CPU a vote at batches of 1,000, docs/performance.md).
+# PostgreSQL re-plans it by itself when a migration changes the tables.
+UPSERT_STATEMENT = "votingapp_upsert"
+PREPARE_UPSERT = f"PREPARE {UPSERT_STATEMENT} (text, text, text) AS " + _UPSERT.format("$1", "$2", "$3")
+EXECUTE_UPSERT = f"EXECUTE {UPSERT_STATEMENT} (%s, %s, %s)"
 
 # SQLSTATE classes that are about the values of the entry itself: 22 data exception (a value out
 # of range, bad text), 23 integrity constraint violation. Only these dead-letter an entry. Every
@@ -149,16 +157,47 @@ def _options_by_bytes(options) -> dict[bytes, str]:
         return {o.encode(): o for o in options}
 
 
+def field_dict(fields) -> dict:
+    """An entry's fields as a dict, from the flat [field, value, ...] list of a raw reply or a dict.
+
+    A field named twice keeps its last value, as redis-py's own replies do."""
+    if type(fields) is list:
+        return dict(zip(fields[::2], fields[1::2], strict=False))
+    return fields or {}
+
+
+def stream_entries(response, **_options) -> list:
+    """XREADGROUP's reply as one list of [id, [field, value, ...] or None]: no dict per entry.
+
+    redis-py's own callback builds a dict of every entry's fields in Python; the worker's read
+    then cost more CPU than validating the votes (docs/performance.md). Both reply shapes:
+    RESP3 {stream: entries}, RESP2 [[stream, entries]]."""
+    if not response:
+        return []
+    if isinstance(response, dict):
+        return [entry for entries in response.values() for entry in entries]
+    return [entry for _, entries in response for entry in entries]
+
+
 def classify(entry_id: str, fields, options) -> Vote | str:
-    """A Vote, or the reason the entry cannot be one (the hot path: no decoding of other fields)."""
+    """A Vote, or the reason the entry cannot be one (the hot path: no decoding of other fields).
+
+    fields: a dict, or the flat list of a raw reply (stream_entries)."""
     if not fields:
         return "entry has no fields"
+    if type(fields) is list:
+        if len(fields) == 4 and fields[0] == b"voter_id" and fields[2] == b"vote":
+            return _vote_of(entry_id, fields[1], fields[3], options)  # the vote service's layout
+        fields = field_dict(fields)
     raw_voter = fields.get(b"voter_id")
     if raw_voter is None:
         return "missing field voter_id"
+    return _vote_of(entry_id, raw_voter, fields.get(b"vote"), options)
+
+
+def _vote_of(entry_id: str, raw_voter: bytes, raw_choice: bytes | None, options) -> Vote | str:
     if _voter_id_ok(raw_voter) is None:
         return f"invalid voter_id (expected {VOTER_ID_RULE})"
-    raw_choice = fields.get(b"vote")
     if raw_choice is None:
         return "missing field vote"
     choice = _options_by_bytes(options).get(raw_choice)
@@ -210,13 +249,17 @@ def upsert_params(votes: list[Vote]) -> tuple[str, str, str] | None:
     )
 
 
-def apply_votes(conn, votes: list[Vote], params: tuple[str, str, str] | None = None) -> None:
-    """One transaction: upsert newer votes, adjust the counts by exactly the changed rows."""
+def apply_votes(
+    conn, votes: list[Vote], params: tuple[str, str, str] | None = None, *, statement: str = UPSERT_SQL
+) -> None:
+    """One transaction: upsert newer votes, adjust the counts by exactly the changed rows.
+
+    statement: UPSERT_SQL, or EXECUTE_UPSERT on a connection that ran PREPARE_UPSERT."""
     params = params or upsert_params(votes)
     if params is None:
         return
     with conn, conn.cursor() as cur:
-        cur.execute(UPSERT_SQL, params)
+        cur.execute(statement, params)
 
 
 MAX_ID_PART = 2**64 - 1
@@ -277,7 +320,11 @@ class Worker:
             client_name=f"votingapp-worker-{settings.consumer}",
             socket_timeout=2.0 + settings.block_ms / 1000,
         )
+        # The same pool, with XREADGROUP's replies left as flat lists (stream_entries).
+        self.reader = redis.Redis(connection_pool=self.redis.connection_pool)
+        self.reader.set_response_callback("XREADGROUP", stream_entries)
         self.conn = None
+        self.prepared_on = None
         self.stop = threading.Event()
         self.read_own_pending = True
         self.last_read_partial = False
@@ -315,6 +362,15 @@ class Worker:
         self.pg_ok = True
         return self.conn
 
+    def _upsert_statement(self, conn) -> str:
+        """EXECUTE of the upsert, prepared on this connection at its first batch (a failure here is
+        the batch's: it stays pending and is retried on a new connection)."""
+        if self.prepared_on is not conn:
+            with conn, conn.cursor() as cur:
+                cur.execute(PREPARE_UPSERT)
+            self.prepared_on = conn
+        return EXECUTE_UPSERT
+
     def _drop_pg(self):
         self.pg_ok = False
         if self.conn is not None:
@@ -347,8 +403,7 @@ class Worker:
     def _read(self) -> list[tuple[str, dict]]:
         if self.read_own_pending:
             # After a restart: our own unacknowledged entries come first, in order.
-            reply = self.redis.xreadgroup(self.s.group, self.s.consumer, {self.stream: "0"}, count=self.s.batch_size)
-            entries = reply[0][1] if reply else []
+            entries = self.reader.xreadgroup(self.s.group, self.s.consumer, {self.stream: "0"}, count=self.s.batch_size)
             if entries:
                 return [(_decode(i), f) for i, f in entries]
             self.read_own_pending = False
@@ -359,10 +414,9 @@ class Worker:
             # WORKER_LINGER_MS more latency. Never after an idle read (the first vote is not
             # delayed) nor after a full batch (a backlog drains at full speed).
             self.stop.wait(self.s.linger_ms / 1000)
-        reply = self.redis.xreadgroup(
+        entries = self.reader.xreadgroup(
             self.s.group, self.s.consumer, {self.stream: ">"}, count=self.s.batch_size, block=self.s.block_ms
         )
-        entries = reply[0][1] if reply else []
         self.last_read_partial = 0 < len(entries) < self.s.batch_size
         return [(_decode(i), f) for i, f in entries]
 
@@ -425,7 +479,7 @@ class Worker:
             if isinstance(item, Vote):
                 good.append(item)
             else:
-                dead.append((entry_id, fields or {}, item))
+                dead.append((entry_id, field_dict(fields), item))
         return good, dead, upsert_params(good) if good else None
 
     def _read_prepared(self):
@@ -449,7 +503,7 @@ class Worker:
         if good:
             conn = self._pg()
             try:
-                apply_votes(conn, good, params)
+                apply_votes(conn, good, params, statement=self._upsert_statement(conn))
             except psycopg2.Error as exc:
                 if not is_entry_error(exc):
                     raise
@@ -466,7 +520,7 @@ class Worker:
         """Dead-letter one entry with the smallest payload that cannot fail to encode."""
         entry_id, fields = entry
         try:
-            shown = repr(fields)[:2000]
+            shown = repr(field_dict(fields))[:2000]
         except Exception:  # a repr that fails is still no reason to stop
             shown = "<unprintable>"
         pipe = self.redis.pipeline(transaction=False)
