@@ -302,9 +302,9 @@ def bench_vote(vote_url: str, probe_url: str | None = None, redis_pid: int | Non
     return result
 
 
-def bench_e2e(vote_url: str, result_port: int, pg) -> dict:
+def bench_e2e(vote_url: str, result_port: int, pg, r) -> dict:
     """E2E_RUNS short paced runs; the figures are the worst run's, with every run's beside them."""
-    runs = [_e2e_run(vote_url, result_port, i) for i in range(E2E_RUNS)]
+    runs = [_e2e_run(vote_url, result_port, i, pg, r) for i in range(E2E_RUNS)]
     worst = max(runs, key=lambda r: r["e2e_p99_ms"])
     result = {
         **worst,
@@ -317,13 +317,56 @@ def bench_e2e(vote_url: str, result_port: int, pg) -> dict:
         "e2e_unresolved": sum(r["e2e_unresolved"] for r in runs),
         "e2e_errors": sum(r["e2e_errors"] for r in runs),
         "e2e_load_average": [r["load"] for r in runs],
+        "e2e_background_runs": [r["background"] for r in runs],
     }
     result.pop("load")
+    result.pop("background")
     log(f"e2e: {result}")
     return result
 
 
-def _e2e_run(vote_url: str, result_port: int, index: int) -> dict:
+class Background:
+    """What else ran on the servers during a timed run: autovacuum workers, an AOF rewrite,
+    checkpoints (sampled every 50 ms). A tail that moves from run to run is often one of these."""
+
+    def __init__(self, pg, r):
+        self.pg, self.r = pg, r
+        self.seen = {"autovacuum": 0, "aof_rewrite": 0, "samples": 0}
+        self.stop = threading.Event()
+
+    def _checkpoints(self) -> int:
+        with self.pg.cursor() as cur:
+            cur.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+            (n,) = cur.fetchone()
+        self.pg.rollback()
+        return n
+
+    def _sample(self) -> None:
+        with self.pg.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+            (vacuums,) = cur.fetchone()
+        self.pg.rollback()
+        self.seen["autovacuum"] += vacuums > 0
+        self.seen["aof_rewrite"] += int(self.r.info("persistence")["aof_rewrite_in_progress"])
+        self.seen["samples"] += 1
+
+    def __enter__(self):
+        self.checkpoints = self._checkpoints()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def _loop(self):
+        while not self.stop.wait(0.05):
+            self._sample()
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+        self.seen["checkpoints"] = self._checkpoints() - self.checkpoints
+
+
+def _e2e_run(vote_url: str, result_port: int, index: int, pg, r) -> dict:
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
 
@@ -344,9 +387,10 @@ def _e2e_run(vote_url: str, result_port: int, index: int) -> dict:
     # enough connections that one slow answer does not hold back the pace (each paces rate/connections)
     connections = max(16, int(E2E_RATE / 50))
     interval = connections / E2E_RATE
-    load = WrkRun(
-        vote_url, connections=connections, seconds=E2E_SECONDS, tag=f"e2e{index}", interval=interval, record=True
-    ).run()
+    with Background(pg, r) as background:
+        load = WrkRun(
+            vote_url, connections=connections, seconds=E2E_SECONDS, tag=f"e2e{index}", interval=interval, record=True
+        ).run()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not samples or samples[-1][1] - base < len(load.answered)):
         time.sleep(0.05)
@@ -377,6 +421,7 @@ def _e2e_run(vote_url: str, result_port: int, index: int) -> dict:
         "e2e_unresolved": len(load.answered) - len(lat),
         "e2e_errors": load.errors,
         "load": round(os.getloadavg()[0], 1),
+        "background": background.seen,
     }
     log(f"e2e run {index + 1}: {result}")
     return result
@@ -707,7 +752,7 @@ def main() -> int:
         probe.signal_stop()
         probe.stop()
         services.remove(probe)
-        results.update(bench_e2e(vote.url, result_port, owner))
+        results.update(bench_e2e(vote.url, result_port, owner, r))
         results.update(bench_result(result_port, owner, su))
         results.update(bench_sse(result, owner, config.result_settings(result_env).poll_ms))
         owner.close()

@@ -53,8 +53,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         # Voter ids are ASCII ([A-Za-z0-9_-], ids.py): the database's linguistic collation only
         # made every primary-key comparison of the worker's upsert go through strcoll (about 5% of
         # the backend's CPU a vote with C.UTF-8, more with a language locale). The table is not
-        # rewritten; its primary key is rebuilt, with writes to `votes` waiting meanwhile (about
-        # a second a million votes), while votes keep queueing in Redis.
+        # rewritten; its primary key is rebuilt, with writes to `votes` waiting meanwhile (1.9 s
+        # for a million votes here), while votes keep queueing in Redis.
         """
         ALTER TABLE votes ALTER COLUMN voter_id TYPE text COLLATE "C";
         """,
