@@ -7,7 +7,8 @@ the shipped inventories/aws (aws_ec2 plugin pointed at moto) as the AMI's `admin
 Both topologies, in one deployment: the first aws_up leaves the ALB out (aws_up_alb=false: the
 bastion's nginx is the only entry), the second adds it and must change nothing on any host and no
 resource but the ALB's (listener, rules and target groups then hold the stand-ins' instance ids);
-the ALB's own second run is changed=0 in tests/integration/test_aws_up_down.py. aws_down removes
+a third, provisioning only, changes no resource (the ALB's own second run is also changed=0 in
+tests/integration/test_aws_up_down.py). aws_down removes
 every resource and the watcher every stand-in; a second aws_down changes nothing.
 
 `make test-aws-sim` (in `make test`) runs all of it. `make test-aws-sim-provision`
@@ -309,14 +310,19 @@ def test_deploy_over_ssh_both_topologies_and_tear_down(sim):
     assert all(name.startswith("votingapp.stack.alb : ") for name in changed), changed
     alb_holds_the_stand_ins(env, elbv2, groups)
 
-    # 3. The same aws_up once more: nothing left to do, on any host or any AWS resource.
+    # 3. The same aws_up once more, provisioning only: with the ALB in place no AWS resource has
+    # anything left to do. The hosts' own second run is step 2 (changed=0 on every host), so this
+    # run leaves site.yml out (about 2 minutes less; docs/aws.md).
     if E2E:
         started = time.monotonic()
-        third = ansible(env, *inventory_args(env), *secrets, "playbooks/aws_up.yml", "-e", json.dumps(up_vars))
-        phase("aws_up a third time (changed=0 everywhere)", started)
+        third = ansible(
+            env, *inventory_args(env), *secrets, "playbooks/aws_up.yml",
+            "-e", json.dumps({**up_vars, "aws_up_configure_hosts": False}),
+        )  # fmt: skip
+        phase("aws_up a third time, provisioning only (changed=0)", started)
         assert third.returncode == 0, failures(third)
         everywhere = {h: s["changed"] for h, s in stats(third).items()}
-        assert sorted(h.split("-")[1] for h in everywhere if h != "localhost") == STACK_GROUPS
+        assert "localhost" in everywhere
         assert set(everywhere.values()) == {0}, {h: changed_tasks(third, h) for h, n in everywhere.items() if n}
 
     started = time.monotonic()
