@@ -106,11 +106,17 @@ sanity: venv ## ansible-test sanity on a temporary ansible_collections/votingapp
 unit: venv collection-link ## pytest: plugins and module_utils unit tests
 	python -m pytest -q tests/unit
 
-molecule: prereqs venv collection-link app-image ## all Molecule scenarios (SCENARIO=name for one)
-	@for s in $(or $(SCENARIO),$(MOLECULE_SCENARIOS)); do \
-	  echo "== molecule test -s $$s"; \
-	  molecule test -s $$s || exit 1; \
-	done
+# Two scenarios at a time (MOLECULE_JOBS), the longest (stack) first; each one's output is printed
+# whole when it ends (--output-sync), with its time.
+MOLECULE_JOBS ?= 2
+MOLECULE_RUN = $(or $(SCENARIO),$(filter stack,$(MOLECULE_SCENARIOS)) $(filter-out stack,$(MOLECULE_SCENARIOS)))
+molecule: prereqs venv collection-link app-image ## all Molecule scenarios, two at a time (SCENARIO=name for one)
+	$(MAKE) -j$(MOLECULE_JOBS) --output-sync=target $(addprefix molecule-test-,$(MOLECULE_RUN))
+
+molecule-test-%:
+	@echo "== molecule test -s $* (started $$(date +%T))"; start=$$(date +%s); \
+	  molecule test -s $*; rc=$$?; \
+	  echo "== molecule $*: $$(( $$(date +%s) - start )) s, exit $$rc"; exit $$rc
 
 build-check: venv ## build the collection tarball, install it offline into an empty path, run a role from it
 	scripts/build_check.sh
