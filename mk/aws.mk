@@ -6,7 +6,7 @@
 test-aws: venv collection-link ## AWS: module unit tests, integration targets and aws_up/aws_down against moto
 	python -m pytest -q -p no:cacheprovider tests/unit/plugins/module_utils/test_elbv2_rules.py \
 	  tests/unit/plugins/module_utils/test_elbv2_health.py tests/unit/plugins/modules/test_alb_listener_rules.py
-	python -m pytest -q -p no:cacheprovider -n 3 tests/integration
+	python -m pytest -q -p no:cacheprovider -n 3 --durations=10 tests/integration
 
 # The emulated account (scripts/aws_sim.py): moto + one sshd stand-in container per EC2 instance.
 # `eval "$(make -s aws-sim-up)"` points Ansible at it; then run playbooks/aws_up.yml as on AWS.

@@ -12,7 +12,7 @@ lab-down: venv collection-link ## remove the lab's containers, networks and volu
 # Brings the lab up (or converges the running one), then votes, faults and a browser through the
 # bastion. With CI=true the lab is removed at the end; locally it stays up (`make down`).
 test-stack: prereqs venv collection-link app-image ## the lab end to end: votes, idempotence, fault injection, browser
-	LAB_ARGS='$(LAB_ARGS)' python -m pytest -v -p no:cacheprovider tests/stack
+	LAB_ARGS='$(LAB_ARGS)' python -m pytest -v -p no:cacheprovider --durations=15 tests/stack
 
 bench-lab: venv collection-link ## time `make up` on a running lab (target < 2 min, changed=0) -> docs/benchmarks/lab.{json,md}
 	python scripts/bench_lab.py --json docs/benchmarks/lab.json --markdown docs/benchmarks/lab.md

@@ -437,6 +437,7 @@ def _e2e_run(vote_url: str, result_port: int, index: int, pg, r) -> dict:
     j = 0
     import bisect
 
+    timeline = []
     for _sent, answered in load.answered:
         k = bisect.bisect_right(sends, answered)
         while j < len(samples) and samples[j][0] < answered:
@@ -444,6 +445,7 @@ def _e2e_run(vote_url: str, result_port: int, index: int, pg, r) -> dict:
         seen = next((t for t, total in samples[j:] if total - base >= k), None)
         if seen is not None:
             lat.append((seen - answered) * 1000)
+            timeline.append((round(answered, 4), round(lat[-1], 1), k))
     achieved = load.rate
     result = {
         "e2e_p50_ms": round(pct(lat, 50), 1),
@@ -456,6 +458,9 @@ def _e2e_run(vote_url: str, result_port: int, index: int, pg, r) -> dict:
         "load": round(os.getloadavg()[0], 1),
         "background": background.seen,
     }
+    if os.environ.get("BENCH_E2E_DUMP"):  # each vote's (answered, bound ms, k) and the tally samples
+        dump = {"votes": timeline, "tally": [(round(t, 4), n - base) for t, n in samples]}
+        Path(f"{os.environ['BENCH_E2E_DUMP']}-{index}.json").write_text(json.dumps(dump))
     log(f"e2e run {index + 1}: {result}")
     return result
 
