@@ -977,9 +977,17 @@ def e2e_note(r: dict) -> str:
         f"{max(runs) / 100:.1f}x the 100 ms bound, at load average {r.get('e2e_load_average')} on 2 CPUs. "
         "A vote's path is wrk -> vote -> XADD -> worker (waits up to WORKER_LINGER_MS, 20 ms, after a "
         "short batch) -> COMMIT -> /api/tally polled every 20 ms: about 40 ms by design, and p50 stays "
-        "near it. The tail is CPU scheduling: with other jobs runnable, a process ready to run waits "
-        "for a core, and the worker, its PostgreSQL backend and Redis each wait in turn on a vote's "
-        "path. Not shown on a quiet machine yet."
+        "near it. Before the runs the bench did the maintenance the earlier phases had made due "
+        f"(`e2e_settle` {r.get('e2e_settle')}), and during them it sampled autovacuum, AOF rewrites and "
+        f"checkpoints every 50 ms: {r.get('e2e_background_runs')}. On the quiet machine of 2026-12-02 "
+        "one run in three had a tail (p99 [119, 55, 284] and [62, 451, 63] ms in two bench runs), and "
+        "the slow run's timeline (`BENCH_E2E_DUMP`) showed why: for 487 ms PostgreSQL answered "
+        "neither the worker's COMMIT nor the result service's read nor the bench's own "
+        "`pg_stat_activity` sampling, while the vote service kept answering 2,500 votes/s into "
+        "Redis. The tally then jumped by 989 votes in one batch. No autovacuum, checkpoint or AOF "
+        "rewrite overlapped it; an 8 kB fsync takes 0.1 ms on this disk and a 16 MB WAL segment "
+        "zero-filled with fsync 20 ms, so neither explains half a second. Not found yet; the votes "
+        "were delayed, none was lost (0 unresolved)."
     )
 
 
@@ -1200,7 +1208,10 @@ Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE
   lowering the rate) while a client polls `/api/tally` every 20 ms. Each vote's latency is bounded
   from above: a vote answered at time t was at most the k-th entry of the stream, k = requests
   sent before t, and one worker commits the stream in order, so the vote is visible once the total
-  has grown by k. The 20 ms polling adds up to 20 ms.
+  has grown by k. The 20 ms polling adds up to 20 ms. Before the first run the bench does the
+  maintenance the earlier phases made due (`VACUUM (ANALYZE)` of the tables, an AOF rewrite:
+  `e2e_settle`), and each run records whether autovacuum, an AOF rewrite or a checkpoint
+  overlapped it (`e2e_background_runs`, sampled every 50 ms).
 - Result: votes are stored directly with SQL together with their aggregate rows (as the worker
   keeps them), then `/api/tally` is requested {s["result_requests"]} times over one keep-alive
   connection. The API reads the `vote_counts` table (one row per option), never `votes`, so its cost
@@ -1253,6 +1264,20 @@ Knobs (environment): `BENCH_PREFILL` ({s["prefill_entries"]}), `BENCH_BATCH_SIZE
   Together: 40,862-51,047 against 27,335-29,726 votes per CPU-second of worker + Redis +
   PostgreSQL, 11,458-18,530 against 6,544-8,616 votes/s (same run, load 14-19). A Redis user
   without `XTRIM` in its ACL makes the worker fall back to `XDEL` (logged once at start).
+- worker, three cuts of 2026-12-02 (`app_src/bench/worker_ab.py` alternates two checkouts'
+  drains in one run): the entries of `XREADGROUP` stay the flat `[field, value, ...]` lists hiredis
+  returns (redis-py's own reply callback built a dict per entry in Python, and reading then cost
+  more than validating); the batch upsert is a prepared statement (`PREPARE` once per connection,
+  so a batch is not parsed, analysed and planned again); `votes.voter_id` compares byte by byte
+  (`COLLATE "C"`, migration 3: `strcoll` was in every primary-key comparison). Alternated beside
+  `make test` (load 2.5-4): worker 5.5-6.5 against 7.1-7.4 us a vote, its backend 7.5-8.2 against
+  8.7-9.6 us, 52,243-56,056 against 46,479-50,000 votes per CPU-second of worker + Redis +
+  PostgreSQL. `make bench` on the quiet machine after them: 60,923 and 79,600 votes per
+  CPU-second, 81,634 and 110,294 votes/s drained (two runs; 44,027 and 60,403 in the report
+  before, load 1.2 at its start). Redis's share is mostly the consumer group's own bookkeeping:
+  `perf` of redis-server during a drain shows the AOF propagation of each delivered entry (an
+  `XCLAIM` per entry) and the pending-list inserts at the top, which only `NOACK` (losing
+  at-least-once) would remove.
 - result: the viewers of a process wait on one shared `Event` that the poller replaces on each
   change. With a `Condition`, every woken viewer re-acquired its lock in turn: with 5,000 viewers
   at load 20-22, 14-25% of deliveries arrived within 350 ms (p50 557-892 ms) against 66% (p50

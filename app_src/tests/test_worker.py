@@ -82,7 +82,8 @@ def test_stream_entries_flattens_both_reply_protocols(redis_server):
         entries = client.xreadgroup("g", f"c{protocol}", {"flat": "0-0" if protocol == 3 else ">"}, count=10)
         if protocol == 3:  # c3 has nothing pending: read the group's history as c2 holds it
             entries = client.xreadgroup("g", "c2", {"flat": "0-0"}, count=10)
-        assert [(i.decode(), list(f)) for i, f in entries][0] == (first, [b"voter_id", b"abcdefgh", b"vote", b"Cats"])
+        entry_id, fields = entries[0]
+        assert (entry_id.decode(), fields) == (first, [b"voter_id", b"abcdefgh", b"vote", b"Cats"])
         assert len(entries) == 2
         client.close()
     assert stream_entries(None) == [] and stream_entries({}) == []
@@ -92,7 +93,8 @@ def test_voter_ids_compare_byte_by_byte(pg):
     """Migration 3: the primary key of `votes` uses the "C" collation (no strcoll per comparison)."""
     with pg.cursor() as cur:
         cur.execute(
-            "SELECT collation_name FROM information_schema.columns WHERE table_name = 'votes' AND column_name = 'voter_id'"
+            "SELECT collation_name FROM information_schema.columns"
+            " WHERE table_name = 'votes' AND column_name = 'voter_id'"
         )
         assert cur.fetchone() == ("C",)
 
@@ -108,7 +110,9 @@ def test_the_prepared_upsert_survives_a_new_connection(redis_server, pg_server, 
     first = w.prepared_on
     assert first is w.conn
     with closing(pg_server.superuser()) as su, su.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'votingapp-worker-%'")
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'votingapp-worker-%'"
+        )
     r.xadd(stream, {"voter_id": vid(2), "vote": "Dogs"})
     for _ in range(50):
         try:
