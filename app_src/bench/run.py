@@ -981,7 +981,7 @@ def e2e_note(r: dict) -> str:
         f"(`e2e_settle` {r.get('e2e_settle')}), and during them it sampled autovacuum, AOF rewrites and "
         f"checkpoints every 50 ms: {r.get('e2e_background_runs')}. On the quiet machine of 2026-12-02 "
         "one run in three had a tail (p99 [119, 55, 284] and [62, 451, 63] ms in two bench runs), and "
-        "the slow run's timeline (`BENCH_E2E_DUMP`) showed why: for 487 ms PostgreSQL answered "
+        "the slow run's timeline (`BENCH_E2E_DUMP`) shows where the time went: for 487 ms PostgreSQL answered "
         "neither the worker's COMMIT nor the result service's read nor the bench's own "
         "`pg_stat_activity` sampling, while the vote service kept answering 2,500 votes/s into "
         "Redis. The tally then jumped by 989 votes in one batch. No autovacuum, checkpoint or AOF "
