@@ -71,15 +71,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def pipeline_pids(r, pg) -> dict:
+def pipeline_pids(r, pg, consumer: str = "bench") -> dict:
     """The processes a drain keeps busy: redis-server and the worker's PostgreSQL backend."""
     pids = {"redis": int(r.info("server")["process_id"])}
     with pg.cursor() as cur:
-        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'votingapp-worker-bench'")
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (f"votingapp-worker-{consumer}",))
         row = cur.fetchone()
     if row:
         pids["postgres_backend"] = row[0]
     return pids
+
+
+def measure_drain(r, stream: str, entries: int, pids) -> tuple[int, float, dict]:
+    """(entries drained, seconds, CPU seconds per process) from the group's first read to the last
+    acknowledgement of `entries`. pids() names the processes to charge; it is asked again at the
+    end, since the worker's PostgreSQL backend may not exist yet at the first read (it then starts
+    from ~0 CPU seconds)."""
+    deadline = time.monotonic() + 120
+    start = None
+    while time.monotonic() < deadline:
+        info = group_info(r, stream)
+        read = info.get("entries-read") or 0
+        now = time.monotonic()
+        if start is None and read > 0:
+            start, read_start, charged = now, read, pids()
+            cpu_start = {k: cpu_seconds(p) for k, p in charged.items()}
+        if read >= entries and info.get("pending") == 0:
+            charged = {**pids(), **charged}
+            return (
+                entries - read_start,
+                now - start,
+                {k: cpu_seconds(p) - cpu_start.get(k, 0.0) for k, p in charged.items()},
+            )
+        time.sleep(0.01)
+    raise RuntimeError(f"the worker did not drain {entries} entries of {stream} within 120 s")
 
 
 def bench_worker(r, env, workdir, su) -> dict:
@@ -88,33 +113,14 @@ def bench_worker(r, env, workdir, su) -> dict:
     _fill_stream(r, stream, PREFILL, "w")
     worker_env = {**env, "WORKER_CONSUMER": "bench", "WORKER_BATCH_SIZE": BATCH, "METRICS_PORT": "0"}
     worker = Service("worker", worker_env, workdir, "bench-worker").start()
-    deadline = time.monotonic() + 120
-    t_start = read_start = None
-    while time.monotonic() < deadline:
-        info = group_info(r, stream)
-        read = info.get("entries-read") or 0
-        now = time.monotonic()
-        if t_start is None and read > 0:
-            t_start, read_start = now, read
-            cpu_start = cpu_seconds(worker.proc.pid)
-            others = pipeline_pids(r, su)
-            others_start = {k: cpu_seconds(p) for k, p in others.items()}
-        if read >= PREFILL and info.get("pending") == 0:
-            t_end = now
-            cpu_used = cpu_seconds(worker.proc.pid) - cpu_start
-            # the backend may not exist yet at the first read: it then starts from ~0 CPU seconds
-            others = {**pipeline_pids(r, su), **others}
-            others_used = {k: cpu_seconds(p) - others_start.get(k, 0.0) for k, p in others.items()}
-            break
-        time.sleep(0.01)
-    else:
-        raise RuntimeError("worker did not drain the pre-filled stream within 120 s")
-    rate = (PREFILL - read_start) / (t_end - t_start)
-    per_cpu = (PREFILL - read_start) / cpu_used if cpu_used else float("nan")
-    total_cpu = cpu_used + sum(others_used.values())
-    log(
-        f"worker drained {PREFILL - read_start} entries in {t_end - t_start:.2f}s: {rate:,.0f}/s ({per_cpu:,.0f}/cpu-s)"
+    drained, seconds, used = measure_drain(
+        r, stream, PREFILL, lambda: {"worker": worker.proc.pid, **pipeline_pids(r, su)}
     )
+    cpu_used = used["worker"]
+    rate = drained / seconds
+    per_cpu = drained / cpu_used if cpu_used else float("nan")
+    total_cpu = sum(used.values())
+    log(f"worker drained {drained} entries in {seconds:.2f}s: {rate:,.0f}/s ({per_cpu:,.0f}/cpu-s)")
     return {
         "worker": worker,
         # what the worker process parsed from the same environment: the report cannot drift from it
@@ -122,8 +128,8 @@ def bench_worker(r, env, workdir, su) -> dict:
         "worker_votes_per_s": round(rate),
         "worker_votes_per_cpu_s": round(per_cpu),
         "worker_cpu_s": round(cpu_used, 2),
-        "drain_cpu_s": {"worker": round(cpu_used, 2), **{k: round(v, 2) for k, v in others_used.items()}},
-        "drain_votes_per_cpu_s_all": round((PREFILL - read_start) / total_cpu) if total_cpu else None,
+        "drain_cpu_s": {k: round(v, 2) for k, v in used.items()},
+        "drain_votes_per_cpu_s_all": round(drained / total_cpu) if total_cpu else None,
         "prefill": PREFILL,
     }
 

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 import psycopg2  # noqa: E402
 from harness import OWNER, PostgresServer, RedisServer  # noqa: E402
-from run import _fill_stream, cpu_seconds, group_info  # noqa: E402
+from run import _fill_stream, measure_drain, pipeline_pids  # noqa: E402
 
 
 def drain(checkout: Path, name: str, redis_server, pg, su, entries: int, logdir: Path) -> dict:
@@ -47,27 +46,14 @@ def drain(checkout: Path, name: str, redis_server, pg, su, entries: int, logdir:
         worker = subprocess.Popen(
             [sys.executable, "-m", "votingapp", "worker"], env=env, cwd=checkout / "app_src", stdout=log, stderr=log
         )
-    redis_pid, start = int(r.info("server")["process_id"]), None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        info = group_info(r, name)
-        read = info.get("entries-read") or 0
-        if start is None and read > 0:
-            with su.cursor() as cur:
-                cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'votingapp-worker-ab'")
-                pids = (worker.pid, redis_pid, cur.fetchone()[0])
-            start, read0, cpu0 = time.monotonic(), read, [cpu_seconds(p) for p in pids]
-        if read >= entries and info.get("pending") == 0:
-            wall, cpu = time.monotonic() - start, [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
-            break
-        time.sleep(0.01)
-    else:
+    try:
+        n, wall, cpu = measure_drain(r, name, entries, lambda: {"worker": worker.pid, **pipeline_pids(r, su, "ab")})
+    except RuntimeError as exc:
         worker.kill()
-        raise SystemExit(f"{name}: no drain within 120 s, see {logdir / name}.log")
+        raise SystemExit(f"{name}: {exc}, see {logdir / name}.log") from exc
     worker.send_signal(signal.SIGTERM)
     worker.wait(30)
     r.delete(name)
-    n = entries - read0
     conn = psycopg2.connect(host=str(pg.sock), port=pg.port, user="postgres", dbname=name)
     with conn, conn.cursor() as cur:
         cur.execute("SELECT sum(count) FROM vote_counts")
@@ -76,9 +62,9 @@ def drain(checkout: Path, name: str, redis_server, pg, su, entries: int, logdir:
     voters = len({i if i % 5 else i // 5 for i in range(entries)})  # _fill_stream's voters
     if stored != voters:
         raise SystemExit(f"{name}: {stored} votes counted, expected {voters}")
-    us = [round(c / n * 1e6, 2) for c in cpu]
+    us = [round(cpu.get(k, 0.0) / n * 1e6, 2) for k in ("worker", "redis", "postgres_backend")]
     return {
-        "votes_per_s": round(n / wall), "votes_per_cpu_s_all": round(n / sum(cpu)),
+        "votes_per_s": round(n / wall), "votes_per_cpu_s_all": round(n / sum(cpu.values())),
         "us_worker": us[0], "us_redis": us[1], "us_postgres_backend": us[2], "load": round(os.getloadavg()[0], 1),
     }  # fmt: skip
 
