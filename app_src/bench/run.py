@@ -364,23 +364,25 @@ def autogroup(enabled: bool):
 def bench_e2e(vote_url: str, result_port: int, pg, r) -> dict:
     """E2E_RUNS short paced runs; the figures are the worst run's, with every run's beside them.
 
-    The runs are made with sched_autogroup off, the scheduling a deployment has: there each
-    service runs in its own container cgroup, and the kernel only groups tasks of the root
-    cgroup by session. Here every service shares the bench's session while each PostgreSQL
-    process is a session of its own; with autogroup on, PostgreSQL was left runnable but
-    unscheduled for up to 1.9 s at a time. The same runs with autogroup on follow as a probe,
-    so the report shows the difference measured in the same run.
+    The runs use the machine's scheduling as it is. As a probe, the same runs follow with the
+    kernel's per-session CPU groups (sched_autogroup) switched the other way and restored: here
+    every service shares the bench's session while each PostgreSQL process is a session of its
+    own, so the setting decides how CPU is shared when the two CPUs are saturated.
     """
     settled = settle(pg, r) if E2E_SETTLE else None
     log(f"e2e: settled first: {settled}")
-    with autogroup(False) as grouped:
-        log(f"e2e: sched_autogroup {grouped}")
-        runs = [_e2e_run(vote_url, result_port, str(i + 1), pg, r) for i in range(E2E_RUNS)]
+    grouped = None
+    with contextlib.suppress(OSError):
+        grouped = AUTOGROUP.read_text().strip() == "1"
+    log(f"e2e: sched_autogroup {grouped}")
+    runs = [_e2e_run(vote_url, result_port, str(i + 1), pg, r) for i in range(E2E_RUNS)]
     probe = []
-    if grouped is False and E2E_AUTOGROUP_PROBE:
-        with autogroup(True):
-            log("e2e: the same runs with sched_autogroup on")
-            probe = [_e2e_run(vote_url, result_port, f"autogroup{i + 1}", pg, r) for i in range(E2E_RUNS)]
+    if grouped is not None and E2E_AUTOGROUP_PROBE:
+        with autogroup(not grouped) as flipped:
+            if flipped != grouped:
+                log(f"e2e: the same runs with sched_autogroup {flipped}")
+                labels = [f"autogroup-{flipped}-{i + 1}" for i in range(E2E_RUNS)]
+                probe = [_e2e_run(vote_url, result_port, label, pg, r) for label in labels]
     worst = max(runs, key=lambda r: r["e2e_p99_ms"])
     result = {
         **worst,
@@ -398,10 +400,12 @@ def bench_e2e(vote_url: str, result_port: int, pg, r) -> dict:
         "e2e_autogroup": grouped,
     }
     if probe:
-        result["e2e_p99_runs_autogroup_ms"] = [r["e2e_p99_ms"] for r in probe]
-        result["e2e_p50_runs_autogroup_ms"] = [r["e2e_p50_ms"] for r in probe]
-        result["e2e_background_runs_autogroup"] = [r["background"] for r in probe]
-        result["e2e_unresolved_autogroup"] = sum(r["e2e_unresolved"] for r in probe)
+        result["e2e_probe_autogroup"] = not grouped
+        result["e2e_probe_p99_runs_ms"] = [r["e2e_p99_ms"] for r in probe]
+        result["e2e_probe_p50_runs_ms"] = [r["e2e_p50_ms"] for r in probe]
+        result["e2e_probe_rate_achieved_runs"] = [r["e2e_rate_achieved"] for r in probe]
+        result["e2e_probe_background_runs"] = [r["background"] for r in probe]
+        result["e2e_probe_unresolved"] = sum(r["e2e_unresolved"] for r in probe)
     result.pop("load")
     result.pop("background")
     log(f"e2e: {result}")
@@ -1058,31 +1062,36 @@ def server_note() -> str:
 def e2e_note(r: dict) -> str:
     """Why the e2e figure is what it is, from this run's own numbers."""
     runs, rates = r.get("e2e_p99_runs_ms", [r["e2e_p99_ms"]]), r.get("e2e_rate_achieved_runs", [r["e2e_rate_achieved"]])
-    if min(rates) < 0.95 * r["e2e_rate_target"]:
-        return "End to end: the load generator did not reach the rate, so the p99 says nothing about it."
-    grouped = r.get("e2e_p99_runs_autogroup_ms")
+    busy = r["e2e_rate_target"] / r["vote_rps"]
     lines = [
         f"End to end at {r['e2e_rate_target']:,.0f} votes/s: p99 per run {runs} ms (spread "
-        f"{max(runs) - min(runs):.1f} ms, p50 {r.get('e2e_p50_runs_ms')} ms), "
-        + ("below 100 ms in every run. " if max(runs) < 100 else f"the worst {max(runs) / 100:.2f}x the 100 ms bound. ")
-        + "A vote's path is wrk -> vote -> XADD -> worker (waits up to WORKER_LINGER_MS, 20 ms, after a "
-        "short batch) -> COMMIT -> /api/tally polled every 20 ms: about 40 ms by design, and p50 stays near it.",
+        f"{max(runs) - min(runs):.1f} ms, p50 {r.get('e2e_p50_runs_ms')} ms, achieved {rates} votes/s, "
+        f"`sched_autogroup` {r.get('e2e_autogroup')}). A vote's path is wrk -> vote -> XADD -> worker "
+        "(waits up to WORKER_LINGER_MS, 20 ms, after a short batch) -> COMMIT -> /api/tally polled "
+        "every 20 ms: about 40 ms by design, and p50 stays near it.",
         "",
-        f"The runs are made with the kernel's `sched_autogroup` off (`e2e_autogroup` {r.get('e2e_autogroup')}), "
-        "the scheduling a deployment has: each service runs in its own container, and the kernel "
-        "groups tasks by session only in the root cgroup. On this loopback bench every service "
-        "shares the bench's session while each PostgreSQL process is a session of its own.",
+        f"Why the tail: the rate asked is {busy:.0%} of what the vote tier alone answered on these "
+        f"2 CPUs in this run ({r['vote_rps']:,} req/s, with wrk beside it), and at 2,500 votes/s "
+        "the load generator, the vote service, Redis, the worker, PostgreSQL and the result service "
+        "share them too: the machine is saturated, and who waits is the scheduler's choice.",
     ]
-    if grouped:
+    if r.get("e2e_probe_p99_runs_ms"):
         lines[-1] += (
-            f" The same runs with autogroup on, right after: p99 {grouped} ms, p50 "
-            f"{r.get('e2e_p50_runs_autogroup_ms')} ms. On 2026-12-03, sampling /proc every 10 ms "
-            "during such a run, the worker's, the result service's and the bench's PostgreSQL "
-            "backends and the WAL writer were runnable (state R) through a 1.86 s stall of the "
-            "tally and together got 10 ms of CPU in it, while two gunicorn workers used 2.76 of the "
-            "3.71 CPU-seconds; a separate process waking every millisecond was never late by more "
-            "than 21 ms, PSI showed no I/O stall and steal stayed under 50 ms per run: CPU "
-            "scheduling, not the disk, the hypervisor or the stack."
+            f" The same runs with `sched_autogroup` {r['e2e_probe_autogroup']}, right after: p99 "
+            f"{r['e2e_probe_p99_runs_ms']} ms, p50 {r['e2e_probe_p50_runs_ms']} ms, achieved "
+            f"{r['e2e_probe_rate_achieved_runs']} votes/s. With autogroup on, every service shares "
+            "the bench's session and each PostgreSQL process has a session (a CPU group) of its own; "
+            "with it off, wrk's 50 threads compete one by one. On 2026-12-03 (/proc sampled every "
+            "10 ms during an autogroup-on run) the worker's, the result service's and the bench's "
+            "PostgreSQL backends and the WAL writer were runnable (state R) through a 1.86 s stall "
+            "of the tally and together got 10 ms of CPU in it, while two gunicorn workers used 2.76 "
+            "of the 3.71 CPU-seconds; with it off, PostgreSQL kept up but wrk fell short of the rate. "
+            "A separate process waking every millisecond was never late by more than 21 ms, PSI "
+            "showed no I/O stall and steal stayed under 60 ms per run: CPU scheduling on a saturated "
+            "machine, not the disk, the hypervisor or a lock. In a deployment each tier has its own "
+            "hosts (and each service its own container cgroup, where autogroup does not apply), so "
+            "this bench cannot show 2,500 votes/s end to end without that contention; the target "
+            "stays not met here."
         )
     lines += [
         "",
