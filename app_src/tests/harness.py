@@ -149,6 +149,10 @@ class PostgresServer:
         self._run([PG_BIN / "pg_ctl", "-D", self.data, "-l", self.root / "pg.log", "-w", "-t", "30", "start"])
         return self
 
+    def postmaster_pid(self) -> int:
+        """The server's first process (its first line of postmaster.pid): every backend's parent."""
+        return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+
     def stop(self, mode: str = "fast"):
         with contextlib.suppress(subprocess.CalledProcessError):
             self._run([PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "30", "stop"])
