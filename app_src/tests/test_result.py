@@ -79,3 +79,67 @@ def test_one_feed_serves_every_stream(pg_server, pg):
     time.sleep(0.3)
     assert not feed.polling  # nobody watches: no more queries
     feed.stop()
+
+
+def _count_cats(pg) -> None:
+    with pg, pg.cursor() as cur:
+        cur.execute(
+            "INSERT INTO vote_counts VALUES ('Cats', 1) ON CONFLICT (vote) DO UPDATE SET count = vote_counts.count + 1"
+        )
+
+
+def test_a_committed_change_reaches_the_viewers_before_the_next_poll(pg_server, pg):
+    """PostgreSQL notifies the feed at COMMIT (migration 4). While it listens, the feed reads on a
+    notification (at most once per poll interval) and otherwise only every LISTENING_POLLS
+    intervals: here a read every 8 s, and the change still goes out at once. A rolled-back change
+    sends nothing."""
+    from votingapp.result import LISTENING_POLLS, ChangeListener, TallyFeed
+
+    settings = result_settings(pg_server)
+    feed = TallyFeed(TallyReader(settings), poll_s=1.0, listener=ChangeListener(settings))
+    feed.join()
+    try:
+        first, _ = feed.wait(0, 5)  # the feed's first read
+        deadline = time.monotonic() + 3
+        while not feed.listener.listening and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert feed.listener.listening
+        with pg.cursor() as cur:  # rolled back: nothing to tell
+            cur.execute("UPDATE vote_counts SET count = count + 1")
+        pg.rollback()
+        # past the read that follows the start of listening (and its interval): the next one by
+        # the clock is LISTENING_POLLS intervals away
+        assert feed.wait(first, 2.3)[0] == first
+        committed = time.monotonic()
+        _count_cats(pg)
+        version, event = feed.wait(first, 5)
+        waited = time.monotonic() - committed
+        assert version == first + 1 and '"Cats":1' in event
+        assert waited < 0.8 < LISTENING_POLLS - 3, f"the change took {waited:.2f}s: it waited for a poll"
+    finally:
+        feed.leave()
+        feed.stop()
+
+
+def test_without_the_trigger_the_feed_polls(pg_server, pg):
+    """A database not migrated to version 4 yet (a rolling upgrade): no LISTEN, changes still arrive
+    at the next poll."""
+    from votingapp import schema
+    from votingapp.result import ChangeListener, TallyFeed
+
+    settings = result_settings(pg_server)
+    with pg, pg.cursor() as cur:
+        cur.execute(f"DROP TRIGGER {schema.COUNTS_TRIGGER} ON vote_counts")
+    feed = TallyFeed(TallyReader(settings), poll_s=0.1, listener=ChangeListener(settings))
+    try:
+        feed.join()
+        first, _ = feed.wait(0, 5)
+        _count_cats(pg)
+        version, event = feed.wait(first, 3)
+        assert version == first + 1 and '"Cats":1' in event
+        assert not feed.listener.listening
+    finally:
+        feed.leave()
+        feed.stop()
+        with pg, pg.cursor() as cur:
+            cur.execute(next(sql for version, _, sql in schema.MIGRATIONS if version == 4))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 import threading
 import time
 
@@ -13,11 +14,14 @@ import psycopg2
 from flask import Flask, Response, jsonify, render_template, stream_with_context
 from prometheus_client import Counter, Gauge, Histogram
 
-from . import gevent_worker
+from . import gevent_worker, schema
 from .web import PrefixMiddleware, add_operational_routes, no_redirects, on_shutdown
 
 log = logging.getLogger("votingapp.result")
 
+# While the feed listens for changes, it still reads the counts every this many poll intervals:
+# a notification is only lost with its connection, and a dead connection is noticed (keepalives).
+LISTENING_POLLS = 8
 STREAM_MAX_SECONDS = 300  # the browser reconnects by itself; bounded streams rebalance across instances
 KEEPALIVE_SECONDS = 15  # below every proxy/ALB idle timeout
 
@@ -138,20 +142,95 @@ class TallyReader:
             return self._cached
 
 
+class ChangeListener:
+    """LISTEN for the notification PostgreSQL sends when a change of the counts commits.
+
+    `wait(timeout)` is True as soon as one arrived (or when listening has just (re)started, since
+    changes may have been missed meanwhile), False after `timeout`. Without a listening connection
+    (the database is down, or its schema predates the trigger: migration 4) `listening` is False and
+    `wait` returns at once: the feed then reads every poll interval as it did before. Opening is
+    retried at most every RETRY_S.
+    """
+
+    RETRY_S = 5.0
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.conn = None
+        self._retry_at = 0.0
+
+    @property
+    def listening(self) -> bool:
+        return self.conn is not None
+
+    def _open(self) -> bool:
+        if time.monotonic() < self._retry_at:
+            return False
+        self._retry_at = time.monotonic() + self.RETRY_S
+        try:
+            conn = psycopg2.connect(**self.settings.postgres.connect_kwargs("votingapp-result-listen"))
+        except psycopg2.Error as exc:
+            log.warning("not listening for changes: %s: %s", exc.__class__.__name__, _first_line(exc))
+            return False
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", (schema.COUNTS_TRIGGER,))
+                if cur.fetchone() is None:
+                    log.info("schema without %s (not migrated yet): polling only", schema.COUNTS_TRIGGER)
+                    conn.close()
+                    return False
+                cur.execute(f"LISTEN {schema.COUNTS_CHANNEL}")
+        except psycopg2.Error as exc:
+            log.warning("not listening for changes: %s: %s", exc.__class__.__name__, _first_line(exc))
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+            return False
+        self.conn = conn
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        if self.conn is None:
+            return self._open()
+        try:
+            # a real select in the feed's thread, gevent's cooperative one under the gevent worker
+            if not select.select([self.conn], [], [], timeout)[0]:
+                return False
+            self.conn.poll()
+        except (psycopg2.Error, OSError, ValueError) as exc:
+            log.warning("stopped listening for changes: %s: %s", exc.__class__.__name__, _first_line(exc))
+            self.close()
+            return True  # read now: what happened while the connection died is not known
+        changed = bool(self.conn.notifies)
+        self.conn.notifies.clear()
+        return changed
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+
+
 class TallyFeed:
     """One poller per process for all open event streams.
 
     While at least one viewer is connected, one thread (a greenlet under gevent) reads the counts
-    every RESULT_POLL_MS and, when they changed, publishes the event once. Viewers wait on one
+    and, when they changed, publishes the event once. It reads when PostgreSQL notifies a
+    committed change (ChangeListener), such reads at least RESULT_POLL_MS apart, and by the clock
+    every LISTENING_POLLS intervals: a change after a quiet spell goes out at once, and under a
+    steady stream of changes the reads (and the events) stay about one per interval. Without
+    notifications it reads every RESULT_POLL_MS. Viewers wait on one
     shared Event that the poller sets and replaces on each change: no lock is taken on the way
     in or out, so waking thousands of viewers is one pass over the waiters. With a Condition
     every woken viewer had to re-acquire its lock in turn (thousands of hand-offs through the
     hub per change).
     """
 
-    def __init__(self, reader: TallyReader, poll_s: float):
+    def __init__(self, reader: TallyReader, poll_s: float, listener: ChangeListener | None = None):
         self.reader = reader
         self.poll_s = poll_s
+        self.listener = listener
         self.lock = threading.Lock()
         # (version, event) in one tuple: a viewer always reads a matching pair.
         self.state = (0, "")
@@ -204,19 +283,36 @@ class TallyFeed:
 
     def _poll(self) -> None:
         last = None
+        # the last read a notification asked for: those are spaced one interval apart at least
+        notified_read = next_read = 0.0
+        notified = False
         while True:
             with self.lock:
                 if self.viewers <= 0 or self.stopped:
+                    if self.listener is not None:
+                        self.listener.close()  # nobody watches: no connection held either
                     self.polling = False
                     return
-            try:
-                tally = self.reader.cached(self.poll_s)
-            except DatabaseDown:
-                tally = None
-            if tally is not None and tally != last:
-                last = tally
-                self.publish(f"data: {json.dumps(tally, separators=(',', ':'))}\n\n")
-            self._stopping.wait(self.poll_s)
+            now = time.monotonic()
+            if now >= next_read:
+                try:
+                    tally = self.reader.cached(0.0)  # fresh, and the pages' cache with it
+                except DatabaseDown:
+                    tally = None
+                if tally is not None and tally != last:
+                    last = tally
+                    self.publish(f"data: {json.dumps(tally, separators=(',', ':'))}\n\n")
+                if notified:
+                    notified_read, notified = now, False
+                listening = self.listener is not None and self.listener.listening
+                next_read = now + self.poll_s * (LISTENING_POLLS if listening else 1)
+            # at most one interval at a time: a stop, or the last viewer leaving, is seen as soon
+            timeout = min(self.poll_s, max(0.0, next_read - time.monotonic()))
+            if self.listener is not None and self.listener.wait(timeout):
+                notified = True
+                next_read = max(time.monotonic(), notified_read + self.poll_s)
+            elif self.listener is None or not self.listener.listening:
+                self._stopping.wait(timeout)
 
 
 def create_app(settings) -> Flask:
@@ -227,7 +323,7 @@ def create_app(settings) -> Flask:
     app.json.sort_keys = False
     reader = TallyReader(settings)
     poll_s = settings.poll_ms / 1000
-    feed = TallyFeed(reader, poll_s)
+    feed = TallyFeed(reader, poll_s, ChangeListener(settings))
     on_shutdown(feed.stop)
 
     def empty() -> dict:
