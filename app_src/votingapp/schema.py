@@ -67,8 +67,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         4,
         "a notification on COUNTS_CHANNEL with every committed change of vote_counts",
         # The result service LISTENs, so a change reaches the live pages at once instead of at the
-        # next poll. Per statement, not per row: one notification a worker batch, and PostgreSQL
-        # sends it at COMMIT (never for a rolled-back batch) and folds repeats within a transaction.
+        # next poll. Per changed row (a statement that matched none, like the UPDATE before an
+        # INSERT of a new option, tells nothing), and PostgreSQL folds the repeats of a transaction
+        # into one notification, sent at COMMIT: one a worker batch, none for a rolled-back one.
         f"""
         CREATE OR REPLACE FUNCTION {COUNTS_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
@@ -77,7 +78,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         END
         $$;
         DROP TRIGGER IF EXISTS {COUNTS_TRIGGER} ON vote_counts;
-        CREATE TRIGGER {COUNTS_TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vote_counts
+        CREATE TRIGGER {COUNTS_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON vote_counts
+            FOR EACH ROW EXECUTE FUNCTION {COUNTS_TRIGGER}();
+        DROP TRIGGER IF EXISTS {COUNTS_TRIGGER}_truncate ON vote_counts;
+        CREATE TRIGGER {COUNTS_TRIGGER}_truncate AFTER TRUNCATE ON vote_counts
             FOR EACH STATEMENT EXECUTE FUNCTION {COUNTS_TRIGGER}();
         """,
     ),
