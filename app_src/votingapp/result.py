@@ -167,12 +167,9 @@ class ChangeListener:
         if time.monotonic() < self._retry_at:
             return False
         self._retry_at = time.monotonic() + self.RETRY_S
+        conn = None
         try:
             conn = psycopg2.connect(**self.settings.postgres.connect_kwargs("votingapp-result-listen"))
-        except psycopg2.Error as exc:
-            log.warning("not listening for changes: %s: %s", exc.__class__.__name__, _first_line(exc))
-            return False
-        try:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", (schema.COUNTS_TRIGGER,))
@@ -183,8 +180,9 @@ class ChangeListener:
                 cur.execute(f"LISTEN {schema.COUNTS_CHANNEL}")
         except psycopg2.Error as exc:
             log.warning("not listening for changes: %s: %s", exc.__class__.__name__, _first_line(exc))
-            with contextlib.suppress(psycopg2.Error):
-                conn.close()
+            if conn is not None:
+                with contextlib.suppress(psycopg2.Error):
+                    conn.close()
             return False
         self.conn = conn
         return True
