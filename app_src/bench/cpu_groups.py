@@ -19,17 +19,15 @@ CGROUP = Path("/sys/fs/cgroup")
 
 def descendants(pid: int) -> list[int]:
     """pid and every process below it (PostgreSQL's backends, gunicorn's workers)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                continue  # exited meanwhile
-    found, frontier = [pid], [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        found += frontier
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue  # exited meanwhile
     return found
 
 
@@ -43,6 +41,7 @@ class CpuGroups:
     def __init__(self):
         self.reason: str | None = None
         self.kind = ""
+        self.weight: tuple[str, str] = ("", "")  # the file that weighs a group, and Docker's default
         self.home: Path | None = None  # the cgroup this process was in: where everything goes back
         self.base: Path | None = None
         self.groups: dict[str, Path] = {}
@@ -51,7 +50,8 @@ class CpuGroups:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
         v1 = next((line.split(":", 2)[2] for line in lines if "cpu" in line.split(":", 2)[1].split(",")), None)
         if v1 is not None and (CGROUP / "cpu" / "cpu.shares").exists():
-            self.kind, self.home = "cgroup v1 cpu.shares 1024", CGROUP / "cpu" / v1.lstrip("/")
+            self.home, self.weight = CGROUP / "cpu" / v1.lstrip("/"), ("cpu.shares", "1024")
+            self.kind = "cgroup v1 cpu.shares 1024"
             return
         own = next((line.split(":", 2)[2] for line in lines if line.startswith("0::")), None)
         if own is None or "cpu" not in (CGROUP / "cgroup.controllers").read_text().split():
@@ -61,14 +61,15 @@ class CpuGroups:
             # group with processes cannot have children with controllers: not worth it for a bench
             raise OSError(f"cgroup v2 and this process is in {own}, not the root group")
         (CGROUP / "cgroup.subtree_control").write_text("+cpu")
-        self.kind, self.home = "cgroup v2 cpu.weight 100", CGROUP
+        self.home, self.weight = CGROUP, ("cpu.weight", "100")
+        self.kind = "cgroup v2 cpu.weight 100"
 
     def __enter__(self) -> CpuGroups:
         try:
             self._locate()
             self.base = self.home / f"votingapp-bench-{os.getpid()}"
             self.base.mkdir()
-            if self.kind.startswith("cgroup v2"):
+            if self.home == CGROUP:  # v2: the groups below need the controller handed down
                 (self.base / "cgroup.subtree_control").write_text("+cpu")
         except OSError as exc:
             self.reason = f"{exc.__class__.__name__}: {exc}"
@@ -79,10 +80,7 @@ class CpuGroups:
         if name not in self.groups:
             path = self.base / name
             path.mkdir()
-            if self.kind.startswith("cgroup v1"):
-                (path / "cpu.shares").write_text("1024")
-            else:
-                (path / "cpu.weight").write_text("100")
+            (path / self.weight[0]).write_text(self.weight[1])
             self.groups[name] = path
         return self.groups[name]
 

@@ -72,6 +72,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds_of(pids) -> float:
+    return sum(cpu_seconds(p) for p in pids)
+
+
 def pipeline_pids(r, pg, consumer: str = "bench") -> dict:
     """The processes a drain keeps busy: redis-server and the worker's PostgreSQL backend."""
     pids = {"redis": int(r.info("server")["process_id"])}
@@ -516,12 +520,12 @@ def _e2e_run(vote: Service, result_port: int, label: str, pg, r, wrk_preexec=Non
     # enough connections that one slow answer does not hold back the pace (each paces rate/connections)
     connections = max(16, int(E2E_RATE / 50))
     interval = connections / E2E_RATE
-    vote_cpu = sum(cpu_seconds(p) for p in vote_pids)
+    vote_cpu = cpu_seconds_of(vote_pids)
     with Background(pg, r) as background:
         load = WrkRun(
             vote_url, connections=connections, seconds=E2E_SECONDS, tag=f"e2e{label}", interval=interval, record=True
         ).run(wrk_preexec)
-    vote_cpu = sum(cpu_seconds(p) for p in vote_pids) - vote_cpu
+    vote_cpu = cpu_seconds_of(vote_pids) - vote_cpu
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not samples or samples[-1][1] - base < len(load.answered)):
         time.sleep(0.05)
@@ -637,7 +641,7 @@ SSE_VIEWERS = int(os.environ.get("BENCH_SSE_VIEWERS", "5000"))
 # linux/asm-generic/socket.h (Python 3.11's socket module has no name for them): receive
 # timestamps in nanoseconds, delivered as a struct timespec with each read
 SO_TIMESTAMPNS = 35
-SCM_TIMESTAMPNS = (1, SO_TIMESTAMPNS)  # (SOL_SOCKET, SCM_TIMESTAMPNS)
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS  # the kernel names the control message as the option
 SSE_CHANGES = int(os.environ.get("BENCH_SSE_CHANGES", "5"))
 
 # A separate process measures /api/tally latency beside the viewers, so the viewers' reader
@@ -669,17 +673,12 @@ print(json.dumps({"ms": out, "errors": errors}))
 
 def _rss_kb(pid: int) -> int:
     """Resident memory of a process and all its descendants (gunicorn master + workers)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
+    total = 0
+    for p in descendants(pid):
+        with contextlib.suppress(OSError):
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
     return total
 
 
@@ -727,6 +726,8 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
             sel.register(sock, selectors.EVENT_READ, i)
             socks.append(sock)
 
+        arrival = (socket.SOL_SOCKET, SCM_TIMESTAMPNS)
+
         def reader():
             while not stop.is_set():
                 for key, _ in sel.select(0.2):
@@ -741,7 +742,7 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
                         closed[0] += 1
                         continue
                     # the first packet's arrival (CLOCK_REALTIME); the read's time if there is none
-                    stamp = next((d for level, kind, d in ancillary if (level, kind) == SCM_TIMESTAMPNS), None)
+                    stamp = next((d for level, kind, d in ancillary if (level, kind) == arrival), None)
                     if stamp:
                         seconds, nanoseconds = struct.unpack("qq", stamp)
                         now = seconds + nanoseconds / 1e9
@@ -766,7 +767,7 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
         )  # fmt: skip
         commits = []
         result_pids = descendants(result.proc.pid)
-        result_cpu = sum(cpu_seconds(p) for p in result_pids)
+        result_cpu = cpu_seconds_of(result_pids)
         time.sleep(0.5)
         for k in range(SSE_CHANGES):
             with owner.cursor() as cur:
@@ -776,7 +777,7 @@ def bench_sse(result: Service, owner, poll_ms: int) -> dict:
             commits.append(time.time())  # the clock of the kernel's arrival stamps
             time.sleep(1.0 if k < SSE_CHANGES - 1 else 0.0)
         out, _ = tally.communicate(timeout=seconds + 30)
-        result_cpu = sum(cpu_seconds(p) for p in result_pids) - result_cpu
+        result_cpu = cpu_seconds_of(result_pids) - result_cpu
         time.sleep(max(0.0, commits[-1] + 2.0 - time.time()))
         stop.set()
         thread.join(5)
